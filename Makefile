@@ -1,0 +1,74 @@
+# metricaug: every target creates or reuses the virtual environment in $(VENV).
+# A user with CUDA overrides the torch pin, e.g.  make demo TORCH_SPEC="torch==2.13.0 --index-url ..."
+PYTHON      ?= python3
+VENV        ?= .venv
+TORCH_SPEC  ?= torch==2.13.0
+BIN         := $(VENV)/bin
+STAMP       := $(VENV)/.metricaug-installed
+
+CORPUS      ?= demo
+OUT         ?= data/stores
+DEMO_DIR    ?= data/demo-corpus
+JOBS        ?= -1
+SEED        ?= 0
+METRICS     ?= stoi pesq fwsnrseg
+# corpus roots for `make superset CORPUS=...`
+MSP_ROOT    ?=
+MELD_ROOT   ?=
+EMODB_ROOT  ?=
+CSV_ROOT    ?=
+MUSAN_ROOT  ?=
+ESC50_ROOT  ?=
+ROOT_demo   := $(DEMO_DIR)
+ROOT_msp    = $(MSP_ROOT)
+ROOT_meld   = $(MELD_ROOT)
+ROOT_emodb  = $(EMODB_ROOT)
+ROOT_csv    = $(CSV_ROOT)
+CORPUS_ROOT = $(ROOT_$(CORPUS))
+NOISE_ARGS  = $(if $(MUSAN_ROOT),--noise-root $(MUSAN_ROOT)) $(if $(ESC50_ROOT),--unseen-root $(ESC50_ROOT))
+STORE       = $(OUT)/$(CORPUS)
+
+.PHONY: venv test demo superset testsets verify score clean-demo bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+$(DEMO_DIR)/msp: | $(STAMP)
+	$(BIN)/prep demo-corpus $(DEMO_DIR) --seed $(SEED)
+
+superset: $(STAMP) $(if $(filter demo,$(CORPUS)),$(DEMO_DIR)/msp)
+	@test -n "$(CORPUS_ROOT)" || { echo "error: set the corpus root, e.g. make superset CORPUS=msp MSP_ROOT=/data/MSP-Podcast MUSAN_ROOT=/data/musan" >&2; exit 2; }
+	$(BIN)/prep superset --corpus $(CORPUS) --root $(CORPUS_ROOT) $(if $(MUSAN_ROOT),--noise-root $(MUSAN_ROOT)) --out $(OUT) --jobs $(JOBS) --seed $(SEED)
+
+testsets: $(STAMP) $(if $(filter demo,$(CORPUS)),$(DEMO_DIR)/msp)
+	@test -n "$(CORPUS_ROOT)" || { echo "error: set the corpus root, e.g. make testsets CORPUS=msp MSP_ROOT=... MUSAN_ROOT=... ESC50_ROOT=..." >&2; exit 2; }
+	$(BIN)/prep testsets --corpus $(CORPUS) --root $(CORPUS_ROOT) $(NOISE_ARGS) --out $(OUT) --jobs $(JOBS) --seed $(SEED)
+
+verify: $(STAMP)
+	$(BIN)/prep verify $(STORE)
+
+score: $(STAMP)
+	@for m in $(METRICS); do $(BIN)/prep score $(STORE) --metric $$m --quant all || exit $$?; done
+
+# The main job end to end on the built-in demo corpus.
+demo: $(STAMP)
+	$(MAKE) --no-print-directory superset testsets verify score CORPUS=demo
+	@echo "demo store: $(OUT)/demo (levels and plots in $(OUT)/demo/levels)"
+
+clean-demo:
+	rm -rf $(DEMO_DIR) $(OUT)/demo
+
+bench: $(STAMP)
+	$(BIN)/python bench/metrics.py
+	$(BIN)/python bench/superset.py
+	$(BIN)/python bench/score.py
+	$(BIN)/python bench/features.py

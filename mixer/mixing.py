@@ -1,0 +1,69 @@
+"""SNR mixing as in SPEC section 2: ``mix = s + g*n`` with ``g`` chosen so that
+``10*log10(P_s / (g^2 * P_n)) = snr_db``, powers being mean squares over the utterance.
+
+Everything a shard stores is 16-bit, so mixing works on the 16-bit-quantised clean
+utterance and the achieved SNR is measured on the quantised mix that is written: the
+metrics and the recorded SNR describe exactly the bytes a reader gets back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+INT16_SCALE = 32768.0
+#: Largest float that survives 16-bit PCM without clipping.
+FULL_SCALE = 32767.0 / 32768.0
+#: A noise segment quieter than this (mean square) cannot set an SNR.
+MIN_NOISE_POWER = 1e-12
+
+
+class MixError(Exception):
+    """This mix cannot be made (e.g. the noise segment is silent)."""
+
+
+@dataclass(frozen=True)
+class Mix:
+    wav: np.ndarray  # float32, exactly representable in 16-bit PCM
+    noise_gain: float  # g
+    gain: float  # applied to speech and noise together to avoid clipping (1.0 if none)
+    snr_achieved: float  # dB, measured on the stored (quantised) mix
+
+
+def quantize_pcm16(wav: np.ndarray) -> np.ndarray:
+    """Round to the 16-bit grid (what a PCM_16 FLAC/WAV stores), as float32."""
+    ints = np.clip(np.round(np.asarray(wav, dtype=np.float64) * INT16_SCALE), -32768, 32767)
+    return (ints / INT16_SCALE).astype(np.float32)
+
+
+def fit_noise(noise: np.ndarray, num_samples: int, offset: int = 0) -> np.ndarray:
+    """The noise stretch laid under an utterance of ``num_samples``: cut at ``offset`` when
+    long enough, otherwise repeated end to end (the authors' code repeats short noise)."""
+    noise = np.asarray(noise, dtype=np.float32)
+    if noise.size == 0:
+        raise MixError("noise segment is empty")
+    if noise.size - offset >= num_samples:
+        return noise[offset : offset + num_samples]
+    reps = -(-num_samples // noise.size)
+    return np.tile(noise, reps)[:num_samples]
+
+
+def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> Mix:
+    """Mix ``noise`` (same length as ``speech``) under ``speech`` at ``snr_db``."""
+    s = np.asarray(speech, dtype=np.float64)
+    n = np.asarray(noise, dtype=np.float64)
+    if s.shape != n.shape:
+        raise ValueError(f"speech and noise differ in length: {s.shape} vs {n.shape}")
+    p_s = float(np.mean(s * s))
+    p_n = float(np.mean(n * n))
+    if p_n < MIN_NOISE_POWER:
+        raise MixError("noise segment is silent")
+    g = float(np.sqrt(p_s / (p_n * 10.0 ** (snr_db / 10.0))))
+    mix = s + g * n
+    peak = float(np.max(np.abs(mix)))
+    # scale speech and noise together: the SNR stays as asked, only the level drops
+    gain = FULL_SCALE / peak if peak > FULL_SCALE else 1.0
+    stored = quantize_pcm16(mix * gain)
+    residual = stored.astype(np.float64) - gain * s
+    snr_achieved = 10.0 * np.log10(np.sum((gain * s) ** 2) / max(float(np.sum(residual**2)), 1e-300))
+    return Mix(wav=stored, noise_gain=g, gain=gain, snr_achieved=float(snr_achieved))

@@ -1,0 +1,256 @@
+"""Building a store: one joblib task per shard, then the table and manifest.
+
+A worker reads one clean utterance at a time, only the noise stretches its mixes need
+(seek and read), scores all mixes of the utterance together (clean-side work once) and
+streams samples into the shard's temporary tar. Memory therefore stays flat whatever
+the corpus size.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mixer.audio import AudioError, load_audio, read_segment
+from mixer.mixing import MixError, fit_noise, mix_at_snr, quantize_pcm16
+from mixer.records import InputError
+from shards import store as st
+from shards.plan import MixSpec, ShardTask
+from shards.writer import ShardWriter, encode_flac, encode_json, json_clean, write_json_atomic
+
+SAMPLE_RATE = 16000
+METRIC_COLUMNS = ("stoi", "pesq", "fwsnrseg")
+
+
+def read_noise(spec: MixSpec, num_samples: int) -> tuple[np.ndarray, int]:
+    """The noise stretch for one mix, read from disk without loading the whole file."""
+    room = spec.noise_samples - num_samples
+    if room > 0:
+        offset = min(int(spec.offset_fraction * (room + 1)), room)
+        segment = read_segment(spec.noise_path, offset, num_samples)
+    else:  # shorter than the speech: the whole file, repeated
+        offset = 0
+        segment = read_segment(spec.noise_path, 0, max(spec.noise_samples, 1))
+    return fit_noise(segment, num_samples), offset
+
+
+def _score(clean: np.ndarray, mixes: list[np.ndarray], metrics: tuple[str, ...]) -> list[dict]:
+    if not metrics or not mixes:
+        return [{"stoi": np.nan, "pesq": np.nan, "fwsnrseg": np.nan, "errors": ""} for _ in mixes]
+    from scoring.metrics import score_mixes
+
+    return score_mixes(clean, mixes, fs=SAMPLE_RATE, metrics=metrics)
+
+
+def build_shard(store_dir: str, task: ShardTask) -> dict:
+    """Write one shard and its rows. Runs in a worker process."""
+    started = time.perf_counter()
+    store = Path(store_dir)
+    rel_shard = f"shards/{task.name}.tar"
+    writer = ShardWriter(st.shard_path(store, task.name))
+    rows: list[dict] = []
+    rejects: list[dict] = []
+    try:
+        for job in task.jobs:
+            utt = job.utt
+            try:
+                clean = quantize_pcm16(load_audio(utt.path, SAMPLE_RATE))
+            except AudioError as exc:
+                rejects.append({"file": utt.path, "reason": exc.reason})
+                continue
+            base = {
+                "corpus": utt.corpus, "utt_id": utt.utt_id, "speaker": utt.speaker, "label": utt.label,
+                "split": utt.split, "subset": task.subset, "num_samples": int(clean.size),
+            }
+            if not job.mixes:
+                samples = [(utt.utt_id, clean, {**base, "noise_type": "", "noise_file": "", "noise_offset": -1,
+                            "snr_bin": -1, "snr_target": np.nan, "snr_achieved": np.nan, "noise_gain": 0.0,
+                            "gain": 1.0, "stoi": np.nan, "pesq": np.nan, "fwsnrseg": np.nan, "errors": ""})]
+            else:
+                made = []
+                for spec in job.mixes:
+                    try:
+                        noise, offset = read_noise(spec, clean.size)
+                        made.append((spec, offset, mix_at_snr(clean, noise, spec.snr_target)))
+                    except (AudioError, MixError) as exc:
+                        reason = exc.reason if isinstance(exc, AudioError) else str(exc)
+                        rejects.append({"file": spec.noise_path, "reason": f"mix {spec.key}: {reason}"})
+                scores = _score(clean, [m.wav for _, _, m in made], task.metrics)
+                samples = []
+                for (spec, offset, mix), score in zip(made, scores):
+                    fields = {**base, "noise_type": spec.noise_type, "noise_file": spec.noise_id,
+                              "noise_offset": offset, "snr_bin": spec.snr_bin, "snr_target": spec.snr_target,
+                              "snr_achieved": mix.snr_achieved, "noise_gain": mix.noise_gain, "gain": mix.gain,
+                              **{m: float(score[m]) for m in METRIC_COLUMNS}, "errors": score["errors"]}
+                    samples.append((spec.key, mix.wav, fields))
+            for key, wav, fields in samples:
+                where = writer.add(key, {"flac": encode_flac(wav, SAMPLE_RATE), "json": encode_json(fields)})
+                rows.append({**fields, "key": key, "shard": rel_shard,
+                             "flac_offset": where["flac"][0], "flac_size": where["flac"][1],
+                             "json_offset": where["json"][0], "json_size": where["json"][1]})
+        digest = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    shard_bytes = writer.tmp_path.stat().st_size
+    # rows first, tar last: a tar in place always has its rows next to it
+    write_json_atomic(st.rows_path(store, task.name), {
+        "name": task.name, "subset": task.subset, "split": task.split, "fingerprint": task.fingerprint(),
+        "samples": len(rows), "sha256": digest, "bytes": shard_bytes, "rows": rows, "rejects": rejects,
+    })
+    writer.publish()
+    return {
+        "name": task.name, "planned": task.num_samples, "samples": len(rows), "rejects": len(rejects),
+        "pesq_failures": sum(1 for r in rows if "pesq" in task.metrics and not np.isfinite(r["pesq"])),
+        "seconds": time.perf_counter() - started, "pid": os.getpid(),
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
+@dataclass
+class BuildSummary:
+    planned_samples: int = 0
+    samples: int = 0
+    shards_built: int = 0
+    shards_reused: int = 0
+    rejects: int = 0
+    pesq_failures: int = 0
+    wall_s: float = 0.0
+    worker_peak_rss_bytes: dict = field(default_factory=dict)
+
+    @property
+    def throughput(self) -> float:
+        return self.samples / self.wall_s if self.wall_s > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        peak = max(self.worker_peak_rss_bytes.values(), default=0) / 2**20
+        return [
+            f"samples written   {self.samples} (of {self.planned_samples} planned in the shards built now)",
+            f"shards            {self.shards_built} built, {self.shards_reused} already complete",
+            f"rejects           {self.rejects} (see rejects.csv)",
+            f"PESQ failures     {self.pesq_failures} (stored as NaN with the reason)",
+            f"wall time         {self.wall_s:.1f} s",
+            f"throughput        {self.throughput:.1f} samples/s",
+            f"peak worker RSS   {peak:.0f} MiB",
+        ]
+
+
+def _run_parallel(store: Path, tasks: list[ShardTask], jobs: int, backend: str, scheduler: str | None):
+    """Yield each task's result as it completes."""
+    from joblib import Parallel, delayed, parallel_config
+
+    calls = (delayed(build_shard)(str(store), t) for t in tasks)
+    if backend == "dask":
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise InputError("--backend dask needs dask[distributed] (pip install 'metricaug[dask]')") from None
+        client = Client(scheduler) if scheduler else Client(processes=True, n_workers=max(jobs, 1), threads_per_worker=1)
+        try:
+            with parallel_config(backend="dask"):
+                yield from Parallel(n_jobs=-1, return_as="generator_unordered")(calls)
+        finally:
+            client.close()
+    elif backend == "loky":
+        yield from Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(calls)
+    else:
+        raise InputError(f"unknown --backend {backend!r} (expected loky or dask)")
+
+
+def package_versions() -> dict[str, str]:
+    import soundfile
+
+    versions = {"python": sys.version.split()[0], "libsndfile": soundfile.__libsndfile_version__}
+    for name in ("metricaug", "numpy", "scipy", "soundfile", "soxr", "pystoi", "pesq", "pyarrow", "joblib", "webdataset"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def run_stage(store: Path, stage: str, tasks: list[ShardTask], stage_info: dict, prepare_rejects: list[dict],
+              jobs: int = -1, backend: str = "loky", scheduler: str | None = None, progress: bool = True) -> BuildSummary:
+    """Build the shards of one stage (resuming), then rewrite the table, rejects and manifest."""
+    from tqdm import tqdm
+
+    store = Path(store)
+    if jobs in (0, -1):
+        jobs = os.cpu_count() or 1
+    summary = BuildSummary()
+    started = time.perf_counter()
+    with st.store_lock(store):
+        (store / "shards").mkdir(parents=True, exist_ok=True)
+        (store / "plans").mkdir(exist_ok=True)
+        st.remove_stale_temporaries(store)
+        write_json_atomic(store / "plans" / f"{stage}.json", {
+            **stage_info, "shards": [t.name for t in tasks], "prepare_rejects": prepare_rejects})
+        pending = [t for t in tasks if not st.shard_is_complete(store, t.name, t.fingerprint())]
+        summary.shards_reused = len(tasks) - len(pending)
+        summary.planned_samples = sum(t.num_samples for t in pending)
+        # big shards first keeps both workers busy to the end
+        pending.sort(key=lambda t: (-t.num_samples, t.name))
+        bar = tqdm(total=summary.planned_samples, unit="mix", desc=f"{stage} {store.name}", disable=not progress,
+                   smoothing=0.1, dynamic_ncols=True)
+        try:
+            for result in _run_parallel(store, pending, jobs, backend, scheduler):
+                bar.update(result["planned"])
+                summary.shards_built += 1
+                summary.samples += result["samples"]
+                summary.rejects += result["rejects"]
+                summary.pesq_failures += result["pesq_failures"]
+                pid = result["pid"]
+                summary.worker_peak_rss_bytes[pid] = max(summary.worker_peak_rss_bytes.get(pid, 0), result["peak_rss_bytes"])
+        finally:
+            bar.close()
+        summary.rejects += len(prepare_rejects)
+        finalize_store(store)
+    summary.wall_s = time.perf_counter() - started
+    return summary
+
+
+def finalize_store(store: Path) -> dict:
+    """Rewrite metadata.parquet, rejects.csv and manifest.json from every stage's plan.
+    Deterministic: the same shards give the same files."""
+    plans = {p.stem: json.loads(p.read_text()) for p in sorted((store / "plans").glob("*.json"))}
+    rows, rejects, shards = [], [], []
+    for stage, plan in plans.items():
+        rejects += plan.get("prepare_rejects", [])
+        for name in plan["shards"]:
+            part = st.read_rows(store, name)
+            if part is None or not st.shard_path(store, name).is_file():
+                continue  # not built yet (an interrupted stage): verify reports it
+            rows += part["rows"]
+            rejects += part["rejects"]
+            shards.append({"name": name, "path": f"shards/{name}.tar", "stage": stage, "subset": part["subset"],
+                           "split": part["split"], "samples": part["samples"], "sha256": part["sha256"],
+                           "bytes": part["bytes"]})
+    st.write_table(store, st.rows_to_table(rows))
+    st.write_rejects(store, rejects)
+    manifest = {
+        "format": "metricaug-store/1",
+        "corpus": next((p.get("corpus") for p in plans.values()), store.name),
+        "stages": {stage: {k: v for k, v in plan.items() if k not in ("shards", "prepare_rejects")} for stage, plan in plans.items()},
+        "versions": package_versions(),
+        "table": st.TABLE,
+        "rejects": {"file": st.REJECTS, "count": len({(r["file"], r["reason"]) for r in rejects})},
+        "samples": len(rows),
+        "samples_by_subset": _count_by(rows, "subset"),
+        "shards": sorted(shards, key=lambda s: s["name"]),
+    }
+    write_json_atomic(store / st.MANIFEST, manifest)
+    return manifest
+
+
+def _count_by(rows: list[dict], column: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r[column]] = counts.get(r[column], 0) + 1
+    return dict(sorted(counts.items()))

@@ -1,0 +1,249 @@
+"""``prep``: the data-preparation stages, one command each.
+
+    prep demo-corpus OUT                       synthetic corpus + noise (MSP/MUSAN/ESC-50 layouts)
+    prep superset --corpus msp --root R --noise-root M --out OUT
+    prep testsets --corpus msp --root R --noise-root M --unseen-root E --out OUT
+    prep verify OUT/<corpus>
+    prep score OUT/<corpus> --metric stoi --quant gmm
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mixer.records import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="metricaug data preparation: mix, score and shard an emotion corpus.")
+
+CORPORA = ("msp", "meld", "emodb", "csv", "demo")
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _split_list(text: str, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
+    items = tuple(x.strip() for x in text.split(",") if x.strip())
+    bad = [x for x in items if x not in allowed]
+    if bad or not items:
+        fail(f"{option} {text!r}: expected a comma-separated list of {', '.join(allowed)}")
+    return items
+
+
+def _load_corpus(corpus: str, root: Optional[Path], limit: int):
+    from mixer import corpora
+
+    if corpus not in CORPORA:
+        fail(f"--corpus {corpus!r}: expected one of {', '.join(CORPORA)}")
+    if root is None:
+        fail(f"--root is required for --corpus {corpus}")
+    if corpus == "demo":
+        root = root / "msp" if (root / "msp").is_dir() else root
+    if not root.exists():
+        fail(f"{root}: corpus root not found")
+    utts, rejects = corpora.EMOTION_CORPORA[corpus](root)
+    if limit > 0:
+        kept = []
+        for split in sorted({u.split for u in utts}):
+            kept += sorted((u for u in utts if u.split == split), key=lambda u: u.utt_id)[:limit]
+        utts = kept
+    if not utts:
+        fail(f"{root}: no usable utterances found ({len(rejects)} rejected)")
+    return utts, [{"file": r.file, "reason": r.reason} for r in rejects]
+
+
+def _load_noise(kind: str, root: Optional[Path], option: str):
+    from mixer import corpora
+
+    if root is None:
+        fail(f"{option} is required")
+    if not root.exists():
+        fail(f"{root}: noise root not found ({option})")
+    files, rejects = corpora.NOISE_CORPORA[kind](root)
+    return files, [{"file": r.file, "reason": r.reason} for r in rejects]
+
+
+def _default_noise_root(corpus: str, root: Optional[Path], noise_root: Optional[Path], name: str) -> Optional[Path]:
+    if noise_root is None and corpus == "demo" and root is not None:
+        return root / name
+    return noise_root
+
+
+def _report(summary, store: Path) -> None:
+    typer.echo(f"\nstore {store}")
+    for line in summary.lines():
+        typer.echo(f"  {line}")
+
+
+JOBS = typer.Option(-1, "--jobs", "-j", help="Worker processes (-1: all cores).")
+SEED = typer.Option(0, help="Seed of the plan: the same inputs and seed give byte-identical shards.")
+BACKEND = typer.Option("loky", help="joblib backend: loky (local processes) or dask (a Dask cluster).")
+SCHEDULER = typer.Option(None, help="Dask scheduler address (tcp://host:8786) for --backend dask; default: a local cluster.")
+METRICS = typer.Option("stoi,pesq,fwsnrseg", help="Metrics to compute for every mix (comma-separated).")
+PER_SHARD = typer.Option(16, help="Utterances per shard (a superset shard holds 30x as many mixes).")
+LIMIT = typer.Option(0, help="Use only the first N utterances of each split (0: all); for quick trials.")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+
+
+@app.command("demo-corpus")
+def demo_corpus(
+    out: Path = typer.Argument(..., help="Folder to write msp/, musan/ and esc50/ into."),
+    seed: int = typer.Option(0, help="Seed of the synthetic corpus."),
+    utterances_per_class: int = typer.Option(40, help="Training utterances per emotion class (validation and test get a quarter each)."),
+):
+    """Write the built-in synthetic demo corpus: speech in the MSP-Podcast layout, MUSAN-layout
+    noise and music, and an ESC-50-layout unseen-noise folder."""
+    from mixer.corpora.demo import write_demo_corpus
+
+    try:
+        paths = write_demo_corpus(out, seed=seed, utterances_per_class=utterances_per_class)
+    except InputError as exc:
+        fail(str(exc))
+    for name, path in paths.items():
+        typer.echo(f"{name:6s} {path}")
+
+
+@app.command("superset")
+def superset(
+    corpus: str = typer.Option(..., help=f"Emotion corpus adapter: {', '.join(CORPORA)}."),
+    root: Optional[Path] = typer.Option(None, help="Corpus root (for csv: the CSV file; for demo: the demo-corpus folder)."),
+    noise_root: Optional[Path] = typer.Option(None, help="MUSAN root (noise/ and music/); demo: <root>/musan."),
+    out: Path = typer.Option(Path("data/stores"), help="Output folder; the store is OUT/<corpus>."),
+    jobs: int = JOBS,
+    seed: int = SEED,
+    backend: str = BACKEND,
+    scheduler: Optional[str] = SCHEDULER,
+    bins: int = typer.Option(15, help="SNR bins over [snr-min, snr-max)."),
+    snr_min: float = typer.Option(0.0, help="Lowest SNR in dB."),
+    snr_max: float = typer.Option(30.0, help="Highest SNR in dB (excluded)."),
+    noise_types: str = typer.Option("noise,music", help="MUSAN parts to mix with, one mix per bin and type."),
+    metrics: str = METRICS,
+    utts_per_shard: int = PER_SHARD,
+    limit: int = LIMIT,
+    quiet: bool = QUIET,
+):
+    """Mix every train and validation utterance with noise and music in every SNR bin (30N),
+    score every mix and write WebDataset shards, the metadata table and the manifest."""
+    from scoring.metrics import METRICS as ALL_METRICS
+    from shards.build import run_stage
+    from shards.plan import SupersetOptions, plan_clean, plan_superset
+
+    try:
+        opts = SupersetOptions(snr_min=snr_min, snr_max=snr_max, bins=bins,
+                               noise_types=_split_list(noise_types, ("noise", "music", "speech"), "--noise-types"),
+                               utts_per_shard=max(utts_per_shard, 1), seed=seed,
+                               metrics=_split_list(metrics, tuple(ALL_METRICS), "--metrics") if metrics else ())
+        utts, rejects = _load_corpus(corpus, root, limit)
+        noises, noise_rejects = _load_noise("musan", _default_noise_root(corpus, root, noise_root, "musan"), "--noise-root")
+        train_val = [u for u in utts if u.split in ("train", "validation")]
+        if not train_val:
+            fail(f"{root}: no train or validation utterances")
+        tasks = plan_clean(train_val, opts.utts_per_shard) + plan_superset(train_val, noises, opts)
+        store = out / corpus
+        info = {"corpus": corpus, "root": str(root), "noise_root": str(noise_root or ""), "options": asdict(opts),
+                "seed": seed, "utterances": len(train_val), "noise_files": len(noises)}
+        summary = run_stage(store, "superset", tasks, info, rejects + noise_rejects,
+                            jobs=jobs, backend=backend, scheduler=scheduler, progress=not quiet)
+    except InputError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted: complete shards are kept; run the same command again to resume", err=True)
+        raise typer.Exit(130)
+    _report(summary, store)
+
+
+@app.command("testsets")
+def testsets(
+    corpus: str = typer.Option(..., help=f"Emotion corpus adapter: {', '.join(CORPORA)}."),
+    root: Optional[Path] = typer.Option(None, help="Corpus root (for csv: the CSV file; for demo: the demo-corpus folder)."),
+    noise_root: Optional[Path] = typer.Option(None, help="MUSAN root for the seen-noise tests; demo: <root>/musan."),
+    unseen_root: Optional[Path] = typer.Option(None, help="ESC-50 root for the unseen-noise test; demo: <root>/esc50."),
+    out: Path = typer.Option(Path("data/stores"), help="Output folder; the store is OUT/<corpus>."),
+    snrs: str = typer.Option("0,5,10", help="Exact SNRs (dB) of the seen-noise test sets."),
+    jobs: int = JOBS,
+    seed: int = SEED,
+    backend: str = BACKEND,
+    scheduler: Optional[str] = SCHEDULER,
+    metrics: str = METRICS,
+    utts_per_shard: int = PER_SHARD,
+    limit: int = LIMIT,
+    quiet: bool = QUIET,
+):
+    """Write the test sets: clean; MUSAN noise and music at exactly 0, 5 and 10 dB; ESC-50
+    noise at an SNR uniform in [0, 30] (unseen)."""
+    from scoring.metrics import METRICS as ALL_METRICS
+    from shards.build import run_stage
+    from shards.plan import TestsetOptions, plan_clean, plan_testsets
+
+    try:
+        try:
+            snr_values = tuple(float(x) for x in snrs.split(",") if x.strip())
+        except ValueError:
+            fail(f"--snrs {snrs!r}: expected comma-separated numbers of dB")
+        utts, rejects = _load_corpus(corpus, root, limit)
+        test_splits = tuple(sorted({u.split for u in utts if u.split.startswith("test")}))
+        if not test_splits:
+            fail(f"{root}: no test utterances")
+        opts = TestsetOptions(snrs=snr_values, utts_per_shard=max(utts_per_shard, 1), seed=seed, splits=test_splits,
+                              metrics=_split_list(metrics, tuple(ALL_METRICS), "--metrics") if metrics else ())
+        noises, noise_rejects = _load_noise("musan", _default_noise_root(corpus, root, noise_root, "musan"), "--noise-root")
+        unseen_root = _default_noise_root(corpus, root, unseen_root, "esc50")
+        unseen, unseen_rejects = ([], []) if unseen_root is None else _load_noise("esc50", unseen_root, "--unseen-root")
+        if unseen_root is None:
+            typer.echo("note: no --unseen-root given, the unseen-noise test set is skipped", err=True)
+        tests = [u for u in utts if u.split in test_splits]
+        tasks = plan_clean(tests, opts.utts_per_shard) + plan_testsets(tests, noises, unseen, opts)
+        store = out / corpus
+        info = {"corpus": corpus, "root": str(root), "noise_root": str(noise_root or ""), "unseen_root": str(unseen_root or ""),
+                "options": asdict(opts), "seed": seed, "utterances": len(tests), "noise_files": len(noises),
+                "unseen_files": len(unseen)}
+        summary = run_stage(store, "testsets", tasks, info, rejects + noise_rejects + unseen_rejects,
+                            jobs=jobs, backend=backend, scheduler=scheduler, progress=not quiet)
+    except InputError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted: complete shards are kept; run the same command again to resume", err=True)
+        raise typer.Exit(130)
+    _report(summary, store)
+
+
+@app.command("verify")
+def verify(store: Path = typer.Argument(..., help="A store folder, OUT/<corpus>.")):
+    """Check every shard's checksum and sample count, and that every table row has its audio."""
+    from shards.verify import verify_store
+
+    try:
+        problems, counts = verify_store(store)
+    except InputError as exc:
+        fail(str(exc))
+    for p in problems:
+        typer.echo(f"FAIL {p}")
+    status = "FAILED" if problems else "OK"
+    typer.echo(f"{status}: {counts['shards']} shards, {counts['samples']} samples, {len(problems)} problems ({store})")
+    if problems:
+        raise typer.Exit(1)
+
+
+def _register_score() -> None:
+    try:
+        from scoring.cli_score import score
+    except ImportError:  # scoring levels not installed in this checkout
+        return
+    app.command("score")(score)
+
+
+_register_score()
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The build plan: which mixes go into which shard.
+
+The plan is a pure function of (utterance list, noise list, options, seed). Every random
+draw for an utterance comes from a generator seeded by (seed, subset, utt_id), so an
+utterance's mixes do not depend on the order of the corpus, on other utterances, or on
+how many workers build the shards.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from mixer.records import InputError, NoiseFile, Utterance
+
+SUPERSET_SPLITS = ("train", "validation")
+CLEAN_SUBSET = "clean"
+SUPERSET_SUBSET = "superset"
+UNSEEN_SUBSET = "test_unseen"
+
+
+def rng_for(seed: int, *parts: str) -> np.random.Generator:
+    digest = hashlib.sha256("|".join([str(seed), *parts]).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+
+
+@dataclass(frozen=True)
+class MixSpec:
+    key: str
+    noise_type: str  # noise | music | unseen
+    noise_id: str
+    noise_path: str
+    noise_samples: int  # noise length at 16 kHz
+    offset_fraction: float  # where the noise stretch starts, as a share of the free room
+    snr_target: float
+    snr_bin: int = -1  # superset bin index, -1 for test sets
+
+
+@dataclass(frozen=True)
+class UttJob:
+    utt: Utterance
+    mixes: tuple[MixSpec, ...] = ()  # empty: store the clean utterance itself
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    name: str  # e.g. "superset-train-000003"; the tar is shards/<name>.tar
+    subset: str
+    split: str
+    jobs: tuple[UttJob, ...]
+    metrics: tuple[str, ...] = ()
+
+    @property
+    def num_samples(self) -> int:
+        return sum(len(j.mixes) or 1 for j in self.jobs)
+
+    def fingerprint(self) -> str:
+        """Changes whenever anything that shapes this shard's bytes changes."""
+        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SupersetOptions:
+    snr_min: float = 0.0
+    snr_max: float = 30.0
+    bins: int = 15
+    noise_types: tuple[str, ...] = ("noise", "music")
+    utts_per_shard: int = 16
+    metrics: tuple[str, ...] = ("stoi", "pesq", "fwsnrseg")
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TestsetOptions:
+    snrs: tuple[float, ...] = (0.0, 5.0, 10.0)
+    noise_types: tuple[str, ...] = ("noise", "music")
+    unseen_snr_min: float = 0.0
+    unseen_snr_max: float = 30.0
+    utts_per_shard: int = 16
+    metrics: tuple[str, ...] = ("stoi", "pesq", "fwsnrseg")
+    seed: int = 0
+    splits: tuple[str, ...] = field(default=("test",))
+
+
+def _noise_by_type(noises: list[NoiseFile], types: tuple[str, ...]) -> dict[str, list[NoiseFile]]:
+    by_type = {t: sorted((n for n in noises if n.kind == t), key=lambda n: n.noise_id) for t in types}
+    empty = [t for t, files in by_type.items() if not files]
+    if empty:
+        raise InputError(f"no {', '.join(empty)} files among the noise corpus (expected at least one of each type)")
+    return by_type
+
+
+def _mix_spec(rng: np.random.Generator, key: str, kind: str, files: list[NoiseFile], snr: float, snr_bin: int = -1) -> MixSpec:
+    noise = files[int(rng.integers(len(files)))]
+    return MixSpec(
+        key=key,
+        noise_type=kind,
+        noise_id=noise.noise_id,
+        noise_path=noise.path,
+        noise_samples=noise.num_samples_16k,
+        offset_fraction=float(rng.random()),
+        snr_target=float(snr),
+        snr_bin=snr_bin,
+    )
+
+
+def _shard(subset: str, split: str, jobs: list[UttJob], per_shard: int, metrics: tuple[str, ...]) -> list[ShardTask]:
+    return [
+        ShardTask(f"{subset}-{split}-{i // per_shard:06d}", subset, split, tuple(jobs[i : i + per_shard]), metrics)
+        for i in range(0, len(jobs), per_shard)
+    ]
+
+
+def _by_split(utts: list[Utterance], splits) -> dict[str, list[Utterance]]:
+    return {s: sorted((u for u in utts if u.split == s), key=lambda u: u.utt_id) for s in splits}
+
+
+def plan_clean(utts: list[Utterance], utts_per_shard: int = 16) -> list[ShardTask]:
+    """Each utterance once, unmixed, in its split's clean shards."""
+    splits = sorted({u.split for u in utts})
+    tasks = []
+    for split, members in _by_split(utts, splits).items():
+        tasks += _shard(CLEAN_SUBSET, split, [UttJob(u) for u in members], utts_per_shard, ())
+    return tasks
+
+
+def superset_mixes(utt: Utterance, by_type: dict[str, list[NoiseFile]], opts: SupersetOptions) -> tuple[MixSpec, ...]:
+    """One mix per (SNR bin, noise type): 30 mixes with the defaults ("30N")."""
+    rng = rng_for(opts.seed, SUPERSET_SUBSET, utt.utt_id)
+    width = (opts.snr_max - opts.snr_min) / opts.bins
+    mixes = []
+    for b in range(opts.bins):
+        lo = opts.snr_min + b * width
+        for kind in opts.noise_types:
+            snr = lo + width * float(rng.random())  # uniform inside the bin
+            mixes.append(_mix_spec(rng, f"{utt.utt_id}__s{b:02d}-{kind}", kind, by_type[kind], snr, b))
+    return tuple(mixes)
+
+
+def plan_superset(utts: list[Utterance], noises: list[NoiseFile], opts: SupersetOptions) -> list[ShardTask]:
+    if opts.bins < 1 or not opts.snr_max > opts.snr_min:
+        raise InputError(f"SNR range [{opts.snr_min}, {opts.snr_max}) with {opts.bins} bins is empty (expected snr_max > snr_min, bins >= 1)")
+    by_type = _noise_by_type(noises, opts.noise_types)
+    tasks = []
+    for split, members in _by_split(utts, SUPERSET_SPLITS).items():
+        jobs = [UttJob(u, superset_mixes(u, by_type, opts)) for u in members]
+        tasks += _shard(SUPERSET_SUBSET, split, jobs, opts.utts_per_shard, opts.metrics)
+    return tasks
+
+
+def snr_subset(snr: float) -> str:
+    return f"test_snr{snr:g}".replace(".", "p").replace("-", "m")
+
+
+def plan_testsets(utts: list[Utterance], noises: list[NoiseFile], unseen: list[NoiseFile], opts: TestsetOptions) -> list[ShardTask]:
+    """Seen noise at exact SNRs (one mix per noise type and SNR), and unseen noise at an SNR
+    uniform in [unseen_snr_min, unseen_snr_max]. Clean test utterances live in the clean shards."""
+    by_type = _noise_by_type(noises, opts.noise_types)
+    unseen_files = sorted(unseen, key=lambda n: n.noise_id)
+    tasks = []
+    for split, members in _by_split(utts, opts.splits).items():
+        for snr in opts.snrs:
+            subset = snr_subset(snr)
+            jobs = []
+            for u in members:
+                rng = rng_for(opts.seed, subset, u.utt_id)
+                tag = f"{snr:g}".replace(".", "p").replace("-", "m")
+                jobs.append(UttJob(u, tuple(_mix_spec(rng, f"{u.utt_id}__t{tag}db-{k}", k, by_type[k], snr) for k in opts.noise_types)))
+            tasks += _shard(subset, split, jobs, opts.utts_per_shard, opts.metrics)
+        if unseen_files:
+            jobs = []
+            for u in members:
+                rng = rng_for(opts.seed, UNSEEN_SUBSET, u.utt_id)
+                snr = opts.unseen_snr_min + (opts.unseen_snr_max - opts.unseen_snr_min) * float(rng.random())
+                jobs.append(UttJob(u, (_mix_spec(rng, f"{u.utt_id}__unseen", "unseen", unseen_files, snr),)))
+            tasks += _shard(UNSEEN_SUBSET, split, jobs, opts.utts_per_shard, opts.metrics)
+    return tasks

@@ -1,0 +1,114 @@
+"""WebDataset shards: plain POSIX tar files where a sample is a key and named fields
+(``<key>.flac``, ``<key>.json``). Members carry fixed metadata (mtime 0, root owner,
+mode 0644) so that the same samples always give the same bytes."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+
+def encode_flac(wav: np.ndarray, sample_rate: int = 16000) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, wav, sample_rate, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def decode_flac(data: bytes) -> np.ndarray:
+    wav, _ = sf.read(io.BytesIO(data), dtype="float32")
+    return wav
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN/inf are not JSON; null means "no value" (see the errors field)
+    if isinstance(value, (np.floating, np.integer)):
+        return _json_safe(value.item())
+    return value
+
+
+def json_clean(obj):
+    """NaN -> None and numpy scalars -> Python, recursively, so json never writes NaN."""
+    if isinstance(obj, dict):
+        return {k: json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_clean(v) for v in obj]
+    return _json_safe(obj)
+
+
+def encode_json(fields: dict) -> bytes:
+    return json.dumps(json_clean(fields), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+class ShardWriter:
+    """Writes one tar under a temporary name; :meth:`commit` renames it into place.
+    Records where each member's payload lies so readers can seek to it directly."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.tmp_path = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self._file = open(self.tmp_path, "wb")
+        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
+        self.num_samples = 0
+
+    def add(self, key: str, fields: dict[str, bytes]) -> dict[str, tuple[int, int]]:
+        """Add one sample; returns {field: (payload offset, payload size)}."""
+        where = {}
+        for ext in sorted(fields):
+            data = fields[ext]
+            info = tarfile.TarInfo(f"{key}.{ext}")
+            info.size = len(data)
+            info.mtime = 0
+            info.mode = 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            header_at = self._tar.offset
+            self._tar.addfile(info, io.BytesIO(data))  # adds a copy: info.offset_data stays unset
+            # a USTAR header is one 512-byte block, the payload follows it directly
+            where[ext] = (header_at + tarfile.BLOCKSIZE, len(data))
+        self.num_samples += 1
+        return where
+
+    def close(self) -> str:
+        """Finish the temporary tar on disk; returns its sha256. Nothing is visible yet."""
+        self._tar.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        return sha256_file(self.tmp_path)
+
+    def publish(self) -> None:
+        """Rename the finished tar into place: from here on the shard counts as complete."""
+        os.replace(self.tmp_path, self.path)
+
+    def abort(self) -> None:
+        try:
+            self._tar.close()
+            self._file.close()
+        finally:
+            self.tmp_path.unlink(missing_ok=True)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(json_clean(obj), f, sort_keys=True, indent=1, allow_nan=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
