@@ -51,8 +51,16 @@ def _score(clean: np.ndarray, mixes: list[np.ndarray], metrics: tuple[str, ...])
 
 def build_shard(store_dir: str, task: ShardTask) -> dict:
     """Write one shard and its rows. Runs in a worker process."""
+    from threadpoolctl import threadpool_limits
+
+    # one BLAS thread: a multi-threaded matmul sums in another order, and the metrics'
+    # last bits (so the shard bytes) would depend on how many workers share the cores
+    with threadpool_limits(limits=1):
+        return _build_shard(Path(store_dir), task)
+
+
+def _build_shard(store: Path, task: ShardTask) -> dict:
     started = time.perf_counter()
-    store = Path(store_dir)
     rel_shard = f"shards/{task.name}.tar"
     writer = ShardWriter(st.shard_path(store, task.name))
     rows: list[dict] = []

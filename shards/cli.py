@@ -17,7 +17,7 @@ import typer
 
 from mixer.records import InputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="metricaug data preparation: mix, score and shard an emotion corpus.")
 
 CORPORA = ("msp", "meld", "emodb", "csv", "demo")

@@ -75,6 +75,8 @@ class SupersetOptions:
 
 @dataclass(frozen=True)
 class TestsetOptions:
+    __test__ = False  # not a pytest test class, despite the name
+
     snrs: tuple[float, ...] = (0.0, 5.0, 10.0)
     noise_types: tuple[str, ...] = ("noise", "music")
     unseen_snr_min: float = 0.0
