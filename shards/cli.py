@@ -16,6 +16,7 @@ from typing import Optional
 import typer
 
 from mixer.records import InputError
+from scoring.cli_score import score
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="metricaug data preparation: mix, score and shard an emotion corpus.")
@@ -102,7 +103,8 @@ def demo_corpus(
     from mixer.corpora.demo import write_demo_corpus
 
     try:
-        paths = write_demo_corpus(out, seed=seed, utterances_per_class=utterances_per_class)
+        per_split = (utterances_per_class, max(utterances_per_class // 4, 1), max(utterances_per_class // 4, 1))
+        paths = write_demo_corpus(out, seed=seed, utterances_per_class=per_split)
     except InputError as exc:
         fail(str(exc))
     for name, path in paths.items():
@@ -230,15 +232,7 @@ def verify(store: Path = typer.Argument(..., help="A store folder, OUT/<corpus>.
         raise typer.Exit(1)
 
 
-def _register_score() -> None:
-    try:
-        from scoring.cli_score import score
-    except ImportError:  # scoring levels not installed in this checkout
-        return
-    app.command("score")(score)
-
-
-_register_score()
+app.command("score")(score)
 
 
 def main() -> None:  # pragma: no cover

@@ -1,0 +1,60 @@
+"""``prep score OUT/<corpus> --metric M [--quant gmm|uniform|all] [--levels K]``.
+
+The lead registers :func:`score` on the ``prep`` app: ``app.command("score")(score)``.
+"""
+from __future__ import annotations
+
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mixer.records import InputError
+from scoring.levels import DEFAULT_MIN_TRAIN_PER_LEVEL, LevelSizeWarning, render_level_table, run_scoring
+
+
+class Metric(str, Enum):
+    stoi = "stoi"
+    pesq = "pesq"
+    fwsnrseg = "fwsnrseg"
+
+
+class Quant(str, Enum):
+    gmm = "gmm"
+    uniform = "uniform"
+    all = "all"
+
+
+def score(
+    store: Annotated[Path, typer.Argument(help="Corpus store OUT/<corpus> (reads its metadata.parquet only).")],
+    metric: Annotated[Metric, typer.Option("--metric", help="Distortion metric to quantize (column of metadata.parquet).")],
+    quant: Annotated[Quant, typer.Option("--quant", help="Quantizer: gmm (Bayesian GMM, components ordered by mean), uniform (equal counts by rank), or all (both).")] = Quant.gmm,
+    levels: Annotated[int, typer.Option("--levels", min=1, help="Number of levels K; level 1 = least distorted (highest metric).")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="random_state of the GMM (the authors used 2022).")] = 2022,
+    min_per_level: Annotated[int, typer.Option("--min-per-level", min=0, help="Warn when a level holds fewer train samples than this (the trainer then samples with replacement).")] = DEFAULT_MIN_TRAIN_PER_LEVEL,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where to write the level files (default: STORE/levels).")] = None,
+) -> None:
+    """Fit distortion levels on the train superset and assign every mix a level."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", LevelSizeWarning)
+            results = run_scoring(
+                store, metric.value, quant=quant.value, n_levels=levels, random_state=seed,
+                min_train_per_level=min_per_level, out_dir=out_dir,
+            )
+    except InputError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2)
+    for i, result in enumerate(results):
+        if i:
+            typer.echo("")
+        typer.echo(render_level_table(result.summary))
+        for path in result.paths:
+            typer.echo(f"wrote {path}")
+    for item in caught:
+        if issubclass(item.category, LevelSizeWarning):
+            typer.echo(f"warning: {item.message}", err=True)
+        else:
+            warnings.showwarning(item.message, item.category, item.filename, item.lineno)
