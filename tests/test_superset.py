@@ -324,3 +324,32 @@ def test_label_file_without_expected_columns_stops_at_once(tmp_path):
     assert result.exit_code == 2
     assert "labels_consensus.csv" in result.output and "EmoClass" in result.output
     assert result.output.strip().count("\n") == 0
+
+
+# --- level index on a real store -------------------------------------------------------------
+
+@pytest.mark.parametrize("metric", ["stoi", "pesq", "fwsnrseg"])
+def test_level_index_entries_resolve_to_their_samples(tiny, tmp_path, metric):
+    import shutil
+
+    from scoring.levels import load_level_index, read_flac_bytes
+
+    _, _, store, _ = tiny
+    copy = tmp_path / "msp"
+    shutil.copytree(store, copy)
+    result = runner.invoke(app, ["score", str(copy), "--metric", metric, "--quant", "uniform", "--levels", "3",
+                                 "--min-per-level", "1"])
+    assert result.exit_code == 0, result.output
+    index = load_level_index(copy / "levels" / f"{metric}-uniform-k3.json")
+    table = {r["key"]: r for r in pq.read_table(copy / st.TABLE).to_pylist()}
+    members = [index.members("train", level) for level in (1, 2, 3)]
+    assert sum(len(m) for m in members) == 16  # every train mix has a level
+    level_means = []
+    for m in members:
+        values = []
+        for key, shard, offset, size, label in zip(m.key, m.shard, m.flac_offset, m.flac_size, m.label):
+            wav = decode_flac(read_flac_bytes(copy, shard, offset, size))
+            assert wav.size == table[key]["num_samples"] and label == table[key]["label"]
+            values.append(table[key][metric])
+        level_means.append(np.mean(values))
+    assert level_means[0] > level_means[1] > level_means[2]  # level 1 = least distorted
