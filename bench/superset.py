@@ -29,7 +29,7 @@ from shards.plan import SupersetOptions, plan_superset  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
-    parser.add_argument("--utterances", type=int, default=24, help="train utterances to mix (x30 mixes)")
+    parser.add_argument("--utterances", type=int, default=64, help="train utterances to mix (x30 mixes)")
     parser.add_argument("--utts-per-shard", type=int, default=2)
     args = parser.parse_args()
     speech_root = args.shared / "audio" / "emodb"
