@@ -76,7 +76,25 @@ def _default_noise_root(corpus: str, root: Optional[Path], noise_root: Optional[
     return noise_root
 
 
-def _report(summary, store: Path) -> None:
+def _metric_list(metrics: str) -> tuple[str, ...]:
+    from scoring.metrics import METRICS as ALL_METRICS
+
+    return _split_list(metrics, ALL_METRICS, "--metrics") if metrics else ()
+
+
+def _build_and_report(store: Path, stage: str, tasks, info: dict, rejects: list[dict],
+                      jobs: int, backend: str, scheduler: Optional[str], quiet: bool) -> None:
+    """Run one stage; a user's mistake or Ctrl-C ends with one line, never a traceback."""
+    from shards.build import run_stage
+
+    try:
+        summary = run_stage(store, stage, tasks, info, rejects, jobs=jobs, backend=backend,
+                            scheduler=scheduler, progress=not quiet)
+    except InputError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted: complete shards are kept; run the same command again to resume", err=True)
+        raise typer.Exit(130)
     typer.echo(f"\nstore {store}")
     for line in summary.lines():
         typer.echo(f"  {line}")
@@ -132,32 +150,24 @@ def superset(
 ):
     """Mix every train and validation utterance with noise and music in every SNR bin (30N),
     score every mix and write WebDataset shards, the metadata table and the manifest."""
-    from scoring.metrics import METRICS as ALL_METRICS
-    from shards.build import run_stage
     from shards.plan import SupersetOptions, plan_clean, plan_superset
 
     try:
         opts = SupersetOptions(snr_min=snr_min, snr_max=snr_max, bins=bins,
                                noise_types=_split_list(noise_types, ("noise", "music", "speech"), "--noise-types"),
                                utts_per_shard=max(utts_per_shard, 1), seed=seed,
-                               metrics=_split_list(metrics, tuple(ALL_METRICS), "--metrics") if metrics else ())
+                               metrics=_metric_list(metrics))
         utts, rejects = _load_corpus(corpus, root, limit)
         noises, noise_rejects = _load_noise("musan", _default_noise_root(corpus, root, noise_root, "musan"), "--noise-root")
         train_val = [u for u in utts if u.split in ("train", "validation")]
         if not train_val:
             fail(f"{root}: no train or validation utterances")
         tasks = plan_clean(train_val, opts.utts_per_shard) + plan_superset(train_val, noises, opts)
-        store = out / corpus
         info = {"corpus": corpus, "root": str(root), "noise_root": str(noise_root or ""), "options": asdict(opts),
                 "seed": seed, "utterances": len(train_val), "noise_files": len(noises)}
-        summary = run_stage(store, "superset", tasks, info, rejects + noise_rejects,
-                            jobs=jobs, backend=backend, scheduler=scheduler, progress=not quiet)
     except InputError as exc:
         fail(str(exc))
-    except KeyboardInterrupt:
-        typer.echo("\ninterrupted: complete shards are kept; run the same command again to resume", err=True)
-        raise typer.Exit(130)
-    _report(summary, store)
+    _build_and_report(out / corpus, "superset", tasks, info, rejects + noise_rejects, jobs, backend, scheduler, quiet)
 
 
 @app.command("testsets")
@@ -179,8 +189,6 @@ def testsets(
 ):
     """Write the test sets: clean; MUSAN noise and music at exactly 0, 5 and 10 dB; ESC-50
     noise at an SNR uniform in [0, 30] (unseen)."""
-    from scoring.metrics import METRICS as ALL_METRICS
-    from shards.build import run_stage
     from shards.plan import TestsetOptions, plan_clean, plan_testsets
 
     try:
@@ -193,7 +201,7 @@ def testsets(
         if not test_splits:
             fail(f"{root}: no test utterances")
         opts = TestsetOptions(snrs=snr_values, utts_per_shard=max(utts_per_shard, 1), seed=seed, splits=test_splits,
-                              metrics=_split_list(metrics, tuple(ALL_METRICS), "--metrics") if metrics else ())
+                              metrics=_metric_list(metrics))
         noises, noise_rejects = _load_noise("musan", _default_noise_root(corpus, root, noise_root, "musan"), "--noise-root")
         unseen_root = _default_noise_root(corpus, root, unseen_root, "esc50")
         unseen, unseen_rejects = ([], []) if unseen_root is None else _load_noise("esc50", unseen_root, "--unseen-root")
@@ -201,18 +209,13 @@ def testsets(
             typer.echo("note: no --unseen-root given, the unseen-noise test set is skipped", err=True)
         tests = [u for u in utts if u.split in test_splits]
         tasks = plan_clean(tests, opts.utts_per_shard) + plan_testsets(tests, noises, unseen, opts)
-        store = out / corpus
         info = {"corpus": corpus, "root": str(root), "noise_root": str(noise_root or ""), "unseen_root": str(unseen_root or ""),
                 "options": asdict(opts), "seed": seed, "utterances": len(tests), "noise_files": len(noises),
                 "unseen_files": len(unseen)}
-        summary = run_stage(store, "testsets", tasks, info, rejects + noise_rejects + unseen_rejects,
-                            jobs=jobs, backend=backend, scheduler=scheduler, progress=not quiet)
     except InputError as exc:
         fail(str(exc))
-    except KeyboardInterrupt:
-        typer.echo("\ninterrupted: complete shards are kept; run the same command again to resume", err=True)
-        raise typer.Exit(130)
-    _report(summary, store)
+    _build_and_report(out / corpus, "testsets", tasks, info, rejects + noise_rejects + unseen_rejects,
+                      jobs, backend, scheduler, quiet)
 
 
 @app.command("verify")
