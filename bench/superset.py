@@ -57,7 +57,7 @@ def main() -> None:
             started = time.perf_counter()
             summary = run_stage(work / "emodb", "superset", tasks, {"corpus": "emodb"}, [], jobs=jobs, progress=False)
             wall = time.perf_counter() - started
-            results[jobs] = (summary.samples / wall, max(summary.worker_peak_rss_bytes.values()) / 2**20, wall)
+            results[jobs] = (summary.samples_written / wall, max(summary.worker_peak_rss_bytes.values()) / 2**20, wall)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -111,12 +111,12 @@ def _build_shard(store: Path, task: ShardTask) -> dict:
     # rows first, tar last: a tar in place always has its rows next to it
     write_json_atomic(st.rows_path(store, task.name), {
         "name": task.name, "subset": task.subset, "split": task.split, "fingerprint": task.fingerprint(),
-        "samples": len(rows), "sha256": digest, "bytes": shard_bytes, "rows": rows, "rejects": rejects,
+        "samples": len(rows), "sha256": digest, "bytes": shard_bytes, "metrics": list(task.metrics),
+        "rows": rows, "rejects": rejects,
     })
     writer.publish()
     return {
         "name": task.name, "planned": task.num_samples, "samples": len(rows), "rejects": len(rejects),
-        "pesq_failures": sum(1 for r in rows if "pesq" in task.metrics and not np.isfinite(r["pesq"])),
         "seconds": time.perf_counter() - started, "pid": os.getpid(),
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
@@ -124,26 +124,24 @@ def _build_shard(store: Path, task: ShardTask) -> dict:
 
 @dataclass
 class BuildSummary:
-    planned_samples: int = 0
-    samples: int = 0
+    samples_written: int = 0  # by this run
     shards_built: int = 0
     shards_reused: int = 0
-    rejects: int = 0
-    pesq_failures: int = 0
     wall_s: float = 0.0
     worker_peak_rss_bytes: dict = field(default_factory=dict)
+    stage: dict = field(default_factory=dict)  # the stage's totals over all its shards (manifest)
 
     @property
     def throughput(self) -> float:
-        return self.samples / self.wall_s if self.wall_s > 0 else 0.0
+        return self.samples_written / self.wall_s if self.wall_s > 0 else 0.0
 
     def lines(self) -> list[str]:
         peak = max(self.worker_peak_rss_bytes.values(), default=0) / 2**20
         return [
-            f"samples written   {self.samples} (of {self.planned_samples} planned in the shards built now)",
+            f"samples           {self.stage.get('samples', 0)} in the store for this stage, {self.samples_written} written now",
             f"shards            {self.shards_built} built, {self.shards_reused} already complete",
-            f"rejects           {self.rejects} (see rejects.csv)",
-            f"PESQ failures     {self.pesq_failures} (stored as NaN with the reason)",
+            f"rejects           {self.stage.get('rejects', 0)} (file and reason in rejects.csv)",
+            f"PESQ failures     {self.stage.get('pesq_failures', 0)} (stored as NaN, the reason in 'errors')",
             f"wall time         {self.wall_s:.1f} s",
             f"throughput        {self.throughput:.1f} samples/s",
             f"peak worker RSS   {peak:.0f} MiB",
@@ -202,63 +200,70 @@ def run_stage(store: Path, stage: str, tasks: list[ShardTask], stage_info: dict,
             **stage_info, "shards": [t.name for t in tasks], "prepare_rejects": prepare_rejects})
         pending = [t for t in tasks if not st.shard_is_complete(store, t.name, t.fingerprint())]
         summary.shards_reused = len(tasks) - len(pending)
-        summary.planned_samples = sum(t.num_samples for t in pending)
         # big shards first keeps both workers busy to the end
         pending.sort(key=lambda t: (-t.num_samples, t.name))
-        bar = tqdm(total=summary.planned_samples, unit="mix", desc=f"{stage} {store.name}", disable=not progress,
-                   smoothing=0.1, dynamic_ncols=True)
+        bar = tqdm(total=sum(t.num_samples for t in pending), unit="mix", desc=f"{stage} {store.name}",
+                   disable=not progress, smoothing=0.1, dynamic_ncols=True)
         try:
             for result in _run_parallel(store, pending, jobs, backend, scheduler):
                 bar.update(result["planned"])
                 summary.shards_built += 1
-                summary.samples += result["samples"]
-                summary.rejects += result["rejects"]
-                summary.pesq_failures += result["pesq_failures"]
+                summary.samples_written += result["samples"]
                 pid = result["pid"]
                 summary.worker_peak_rss_bytes[pid] = max(summary.worker_peak_rss_bytes.get(pid, 0), result["peak_rss_bytes"])
         finally:
             bar.close()
-        summary.rejects += len(prepare_rejects)
-        finalize_store(store)
+        summary.stage = finalize_store(store)["stages"][stage]["totals"]
     summary.wall_s = time.perf_counter() - started
     return summary
 
 
 def finalize_store(store: Path) -> dict:
     """Rewrite metadata.parquet, rejects.csv and manifest.json from every stage's plan.
-    Deterministic: the same shards give the same files."""
+    Deterministic: the same shards give the same files. Rows are turned into a columnar
+    table shard by shard, so a million-row store never sits in memory as Python dicts."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     plans = {p.stem: json.loads(p.read_text()) for p in sorted((store / "plans").glob("*.json"))}
-    rows, rejects, shards = [], [], []
+    tables, rejects, shards = [], [], []
+    stage_totals = {}
     for stage, plan in plans.items():
-        rejects += plan.get("prepare_rejects", [])
+        stage_rejects = [(r["file"], r["reason"]) for r in plan.get("prepare_rejects", [])]
+        totals = {"samples": 0, "pesq_failures": 0, "shards_built": 0, "shards_planned": len(plan["shards"])}
         for name in plan["shards"]:
             part = st.read_rows(store, name)
             if part is None or not st.shard_path(store, name).is_file():
                 continue  # not built yet (an interrupted stage): verify reports it
-            rows += part["rows"]
-            rejects += part["rejects"]
+            table = st.rows_to_table(part["rows"])
+            tables.append(table)
+            stage_rejects += [(r["file"], r["reason"]) for r in part["rejects"]]
+            totals["samples"] += table.num_rows
+            if "pesq" in part["metrics"]:
+                failed = pc.and_(pc.is_nan(table["pesq"]), pc.not_equal(table["subset"], "clean"))
+                totals["pesq_failures"] += int(pc.sum(failed).as_py() or 0)
+            totals["shards_built"] += 1
             shards.append({"name": name, "path": f"shards/{name}.tar", "stage": stage, "subset": part["subset"],
                            "split": part["split"], "samples": part["samples"], "sha256": part["sha256"],
                            "bytes": part["bytes"]})
-    st.write_table(store, st.rows_to_table(rows))
-    st.write_rejects(store, rejects)
+        totals["rejects"] = len(set(stage_rejects))
+        stage_totals[stage] = totals
+        rejects += stage_rejects
+    table = pa.concat_tables(tables) if tables else st.rows_to_table([])
+    st.write_table(store, table)
+    st.write_rejects(store, [{"file": f, "reason": r} for f, r in rejects])
+    subsets = table.column("subset").to_pylist()
     manifest = {
         "format": "metricaug-store/1",
         "corpus": next((p.get("corpus") for p in plans.values()), store.name),
-        "stages": {stage: {k: v for k, v in plan.items() if k not in ("shards", "prepare_rejects")} for stage, plan in plans.items()},
+        "stages": {stage: {**{k: v for k, v in plan.items() if k not in ("shards", "prepare_rejects")},
+                           "totals": stage_totals[stage]} for stage, plan in plans.items()},
         "versions": package_versions(),
         "table": st.TABLE,
-        "rejects": {"file": st.REJECTS, "count": len({(r["file"], r["reason"]) for r in rejects})},
-        "samples": len(rows),
-        "samples_by_subset": _count_by(rows, "subset"),
+        "rejects": {"file": st.REJECTS, "count": len(set(rejects))},
+        "samples": table.num_rows,
+        "samples_by_subset": {s: subsets.count(s) for s in sorted(set(subsets))},
         "shards": sorted(shards, key=lambda s: s["name"]),
     }
     write_json_atomic(store / st.MANIFEST, manifest)
     return manifest
-
-
-def _count_by(rows: list[dict], column: str) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r[column]] = counts.get(r[column], 0) + 1
-    return dict(sorted(counts.items()))

@@ -165,7 +165,7 @@ def test_plan_needs_both_noise_types():
 
 def test_build_writes_shards_table_manifest_and_verifies(tiny):
     _, _, store, output = tiny
-    assert "samples/s" in output and "rejects" in output and "PESQ failures" in output
+    assert "samples/s" in output and "rejects           0 " in output and "PESQ failures     0 " in output
     table = pq.read_table(store / st.TABLE).to_pydict()
     subsets = table["subset"]
     # 4 train + 2 validation utterances: clean once each, 2 bins x 2 types = 4 mixes each
@@ -306,7 +306,9 @@ def test_bad_audio_goes_to_rejects_and_the_build_goes_on(tmp_path):
     assert audios[2].name not in reasons  # resampled and downmixed, kept
     table = pq.read_table(store / st.TABLE).to_pydict()
     assert set(table["utt_id"]) == {"tiny_Train_02", "tiny_Train_03", "tiny_Validation_00"}
-    assert "rejects           2" in result.output or "rejects" in result.output
+    assert "rejects           2 " in result.output
+    manifest = json.loads((store / st.MANIFEST).read_text())
+    assert manifest["stages"]["superset"]["totals"]["rejects"] == 2
     assert verify_store(store)[0] == []
 
 
@@ -353,3 +355,16 @@ def test_level_index_entries_resolve_to_their_samples(tiny, tmp_path, metric):
             values.append(table[key][metric])
         level_means.append(np.mean(values))
     assert level_means[0] > level_means[1] > level_means[2]  # level 1 = least distorted
+
+
+def test_mix_pesq_cannot_score_stores_nan_and_the_reason(tmp_path):
+    msp, musan = make_tiny_corpus(tmp_path / "c", per_split=(2, 0, 0))
+    short = sorted((msp / "Audios").glob("*.wav"))[0]
+    sf.write(short, _voice(np.random.default_rng(9), 0.2, 180), SR)  # under PESQ's 1/4 s minimum
+    result = runner.invoke(app, superset_cmd(msp, musan, tmp_path / "out", "--jobs", "1"))
+    assert result.exit_code == 0, result.output
+    assert "PESQ failures     4 " in result.output  # 2 bins x 2 noise types of the short one
+    rows = [r for r in pq.read_table(tmp_path / "out" / "msp" / st.TABLE).to_pylist() if r["subset"] == "superset"]
+    failed = [r for r in rows if r["utt_id"] == short.stem]
+    assert len(failed) == 4 and all(np.isnan(r["pesq"]) and "pesq:" in r["errors"] for r in failed)
+    assert all(np.isfinite(r["pesq"]) and r["errors"] == "" for r in rows if r["utt_id"] != short.stem)
