@@ -211,6 +211,9 @@ def run_stage(store: Path, stage: str, tasks: list[ShardTask], stage_info: dict,
                 summary.samples_written += result["samples"]
                 pid = result["pid"]
                 summary.worker_peak_rss_bytes[pid] = max(summary.worker_peak_rss_bytes.get(pid, 0), result["peak_rss_bytes"])
+        except KeyboardInterrupt:
+            st.remove_stale_temporaries(store)  # the workers died mid-shard; keep only complete shards
+            raise
         finally:
             bar.close()
         summary.stage = finalize_store(store)["stages"][stage]["totals"]
