@@ -13,7 +13,7 @@ import os
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from mixer.mixing import MixError, fit_noise, mix_at_snr, quantize_pcm16
 from mixer.records import InputError
 from shards import store as st
 from shards.plan import MixSpec, ShardTask
-from shards.writer import ShardWriter, encode_flac, encode_json, json_clean, write_json_atomic
+from shards.writer import ShardWriter, encode_flac, encode_json, write_json_atomic
 
 SAMPLE_RATE = 16000
 METRIC_COLUMNS = ("stoi", "pesq", "fwsnrseg")

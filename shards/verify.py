@@ -44,7 +44,7 @@ def verify_store(store: Path) -> tuple[list[str], dict]:
     if len(set(table["key"])) != len(table["key"]):
         problems.append(f"{st.TABLE}: duplicate keys")
 
-    for name, entry in sorted(recorded.items()):
+    for _, entry in sorted(recorded.items()):
         path = store / entry["path"]
         if not path.is_file():
             problems.append(f"{entry['path']}: missing")
