@@ -219,12 +219,13 @@ def testsets(
 
 
 @app.command("verify")
-def verify(store: Path = typer.Argument(..., help="A store folder, OUT/<corpus>.")):
-    """Check every shard's checksum and sample count, and that every table row has its audio."""
+def verify(store: Path = typer.Argument(..., help="A store folder, OUT/<corpus>."), quiet: bool = QUIET):
+    """Check every shard's checksum and sample count, and that every table row has its audio.
+    Exit code 0: sound; 1: problems (listed); 2: not a store."""
     from shards.verify import verify_store
 
     try:
-        problems, counts = verify_store(store)
+        problems, counts = verify_store(store, progress=not quiet)
     except InputError as exc:
         fail(str(exc))
     for p in problems:

@@ -19,8 +19,11 @@ def tar_index(path: Path) -> dict[str, tuple[int, int]]:
         return {m.name: (m.offset_data, m.size) for m in tar.getmembers() if m.isfile()}
 
 
-def verify_store(store: Path) -> tuple[list[str], dict]:
-    """Returns (problems, counts). No problems means the store is sound."""
+def verify_store(store: Path, progress: bool = False) -> tuple[list[str], dict]:
+    """Returns (problems, counts). No problems means the store is sound. Reads every shard
+    once (checksums), so a progress bar in bytes is offered for big stores."""
+    from tqdm import tqdm
+
     store = Path(store)
     manifest_path = store / st.MANIFEST
     if not manifest_path.is_file():
@@ -44,7 +47,10 @@ def verify_store(store: Path) -> tuple[list[str], dict]:
     if len(set(table["key"])) != len(table["key"]):
         problems.append(f"{st.TABLE}: duplicate keys")
 
+    bar = tqdm(total=sum(e["bytes"] for e in recorded.values()), unit="B", unit_scale=True,
+               desc=f"verify {store.name}", disable=not progress)
     for _, entry in sorted(recorded.items()):
+        bar.update(entry["bytes"])
         path = store / entry["path"]
         if not path.is_file():
             problems.append(f"{entry['path']}: missing")
@@ -66,6 +72,7 @@ def verify_store(store: Path) -> tuple[list[str], dict]:
                     problems.append(f"{entry['path']}: no {key}.{ext} for its table row")
                 elif where != (table[f"{ext}_offset"][i], table[f"{ext}_size"][i]):
                     problems.append(f"{entry['path']}: {key}.{ext} is not at the offset/size the table records")
+    bar.close()
     for shard, rows in rows_by_shard.items():
         problems.append(f"{st.TABLE}: {len(rows)} rows point at {shard}, which the manifest does not list")
     counts = {"shards": len(recorded), "samples": len(table["key"]), "planned_shards": len(planned)}
