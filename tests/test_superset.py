@@ -182,8 +182,8 @@ def test_build_writes_shards_table_manifest_and_verifies(tiny):
     assert all(len(s["sha256"]) == 64 for s in manifest["shards"])
     problems, counts = verify_store(store)
     assert problems == [] and counts["samples"] == 30
-    result = runner.invoke(app, ["verify", str(store)])
-    assert result.exit_code == 0 and result.output.startswith("OK")
+    result = runner.invoke(app, ["verify", str(store), "--quiet"])
+    assert result.exit_code == 0 and result.output.startswith("OK: 6 shards, 30 samples, 0 problems")
 
 
 def test_shards_read_back_with_webdataset_and_offsets(tiny):
