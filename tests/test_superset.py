@@ -368,3 +368,30 @@ def test_mix_pesq_cannot_score_stores_nan_and_the_reason(tmp_path):
     failed = [r for r in rows if r["utt_id"] == short.stem]
     assert len(failed) == 4 and all(np.isnan(r["pesq"]) and "pesq:" in r["errors"] for r in failed)
     assert all(np.isfinite(r["pesq"]) and r["errors"] == "" for r in rows if r["utt_id"] != short.stem)
+
+
+def test_meld_superset_from_mp4_media_with_broken_and_missing_files(tmp_path):
+    from test_corpora import make_meld, meld_row, write_mp4
+
+    _, musan = make_tiny_corpus(tmp_path / "noise", per_split=(0, 0, 0))
+    rows = [meld_row(1, 0, 0, "anger"), meld_row(2, 0, 1, "joy"), meld_row(3, 0, 2, "surprise"),
+            meld_row(4, 1, 0, "sadness"), meld_row(5, 1, 1, "neutral")]
+    root = make_meld(tmp_path / "MELD.Raw", {"train": rows, "dev": [meld_row(1, 0, 0, "neutral")],
+                                             "test": [meld_row(1, 3, 0, "joy")]})
+    for name in ("dia0_utt0", "dia0_utt1", "dia0_utt2"):
+        write_mp4(root / "train_splits" / f"{name}.mp4", 1.2)
+    broken = write_mp4(root / "train_splits" / "dia1_utt0.mp4", 1.0)
+    broken.write_bytes(broken.read_bytes()[:600])  # cut inside the container
+    write_mp4(root / "dev_splits_complete" / "dia0_utt0.mp4", 1.0)
+    result = runner.invoke(app, ["superset", "--corpus", "meld", "--root", str(root), "--noise-root", str(musan),
+                                 "--out", str(tmp_path / "out"), "--bins", "1", "--metrics", "stoi", "--jobs", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    store = tmp_path / "out" / "meld"
+    reasons = {Path(r["file"]).name: r["reason"] for r in csv.DictReader(open(store / st.REJECTS))}
+    assert "unreadable media" in reasons["dia1_utt0.mp4"]  # broken: found when decoding
+    assert "media file not found" in reasons["dia1_utt1.mp4"]  # missing: found when listing
+    assert "surprise" in reasons["dia0_utt2.mp4"]
+    table = pq.read_table(store / st.TABLE).to_pydict()
+    assert sorted(set(table["utt_id"])) == ["dev_dia0_utt0", "train_dia0_utt0", "train_dia0_utt1"]
+    assert table["subset"].count("superset") == 3 * 2
+    assert verify_store(store)[0] == []
