@@ -92,6 +92,8 @@ def _build_and_report(store: Path, stage: str, tasks, info: dict, rejects: list[
                             scheduler=scheduler, progress=not quiet)
     except InputError as exc:
         fail(str(exc))
+    except OSError as exc:  # unwritable --out, disk full: the user's environment, not a bug
+        fail(f"{exc.filename or store}: {exc.strerror or exc}")
     except KeyboardInterrupt:
         typer.echo("\ninterrupted: complete shards are kept; run the same command again to resume", err=True)
         raise typer.Exit(130)

@@ -395,3 +395,12 @@ def test_meld_superset_from_mp4_media_with_broken_and_missing_files(tmp_path):
     assert sorted(set(table["utt_id"])) == ["dev_dia0_utt0", "train_dia0_utt0", "train_dia0_utt1"]
     assert table["subset"].count("superset") == 3 * 2
     assert verify_store(store)[0] == []
+
+
+def test_unwritable_output_is_a_one_line_error(tiny, tmp_path):
+    msp, musan, _, _ = tiny
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    result = runner.invoke(app, superset_cmd(msp, musan, not_a_dir))
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0 and str(not_a_dir) in result.output
