@@ -22,9 +22,7 @@ processed in key order, keys are sorted and nothing depends on time or paths.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mixer.records import InputError
+from shards.writer import atomic_output, sha256_file
 from scoring.quantize import (
     AUTHORS_MAX_ITER,
     QUANTIZER_NAMES,
@@ -122,14 +121,6 @@ def _ints(column: pa.ChunkedArray) -> np.ndarray:
     if array.null_count:
         array = pc.fill_null(array, -1)
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.int64)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -373,16 +364,14 @@ def _plot(path: Path, metric: str, quant: str, quantizer, mixes: _Mixes, levels:
     ax_box.set_ylabel("achieved SNR (dB)")
     ax_box.set_title("SNR per level (train superset)")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fig.savefig(tmp, dpi=100, format="png", metadata={"Software": None})
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png", metadata={"Software": None})
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def _write_assignments(path: Path, mixes: _Mixes, levels: np.ndarray) -> None:
@@ -393,9 +382,8 @@ def _write_assignments(path: Path, mixes: _Mixes, levels: np.ndarray) -> None:
         "level": pa.array(levels[assigned].astype(np.int8)),
         "value": pa.array(mixes.value[assigned]),
     })
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _score_one(
@@ -516,7 +504,7 @@ def run_scoring(
     mixes = _read_mixes(metadata_path, metric)
     if mixes.fit_group < 0:
         raise InputError(f"{metadata_path}: no train superset mixes (subset == 'superset', split == 'train')")
-    digest = _sha256(metadata_path)
+    digest = sha256_file(metadata_path)
     out = Path(out_dir) if out_dir is not None else store_dir / LEVELS_DIR
     return [
         _score_one(metadata_path, digest, mixes, metric, q, int(n_levels), random_state,

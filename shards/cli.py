@@ -44,8 +44,6 @@ def _load_corpus(corpus: str, root: Optional[Path], limit: int):
         fail(f"--corpus {corpus!r}: expected one of {', '.join(CORPORA)}")
     if root is None:
         fail(f"--root is required for --corpus {corpus}")
-    if corpus == "demo":
-        root = root / "msp" if (root / "msp").is_dir() else root
     if not root.exists():
         fail(f"{root}: corpus root not found")
     utts, rejects = corpora.EMOTION_CORPORA[corpus](root)

@@ -152,8 +152,13 @@ def plan_superset(utts: list[Utterance], noises: list[NoiseFile], opts: Superset
     return tasks
 
 
+def _snr_tag(snr: float) -> str:
+    """An SNR as it appears in subset names and keys: 2.5 -> "2p5", -5 -> "m5"."""
+    return f"{snr:g}".replace(".", "p").replace("-", "m")
+
+
 def snr_subset(snr: float) -> str:
-    return f"test_snr{snr:g}".replace(".", "p").replace("-", "m")
+    return f"test_snr{_snr_tag(snr)}"
 
 
 def plan_testsets(utts: list[Utterance], noises: list[NoiseFile], unseen: list[NoiseFile], opts: TestsetOptions) -> list[ShardTask]:
@@ -168,8 +173,7 @@ def plan_testsets(utts: list[Utterance], noises: list[NoiseFile], unseen: list[N
             jobs = []
             for u in members:
                 rng = rng_for(opts.seed, subset, u.utt_id)
-                tag = f"{snr:g}".replace(".", "p").replace("-", "m")
-                jobs.append(UttJob(u, tuple(_mix_spec(rng, f"{u.utt_id}__t{tag}db-{k}", k, by_type[k], snr) for k in opts.noise_types)))
+                jobs.append(UttJob(u, tuple(_mix_spec(rng, f"{u.utt_id}__t{_snr_tag(snr)}db-{k}", k, by_type[k], snr) for k in opts.noise_types)))
             tasks += _shard(subset, split, jobs, opts.utts_per_shard, opts.metrics)
         if unseen_files:
             jobs = []

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixer.records import InputError
+from shards.writer import atomic_output
 
 MANIFEST = "manifest.json"
 TABLE = "metadata.parquet"
@@ -138,16 +139,13 @@ def read_table(store: Path, columns: list[str] | None = None) -> pa.Table:
 
 
 def write_table(store: Path, table: pa.Table) -> None:
-    tmp = store / f".{TABLE}.tmp-{os.getpid()}"
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, store / TABLE)
+    with atomic_output(store / TABLE) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def write_rejects(store: Path, rejects: list[dict]) -> None:
     unique = sorted({(r["file"], r["reason"]) for r in rejects})
-    tmp = store / f".{REJECTS}.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
+    with atomic_output(store / REJECTS) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "reason"])
         writer.writerows(unique)
-    os.replace(tmp, store / REJECTS)

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import tarfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,8 @@ class ShardWriter:
         self.path = Path(path)
         self.tmp_path = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         self._file = open(self.tmp_path, "wb")
-        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
+        self._sha256 = hashlib.sha256()  # fed as bytes are written: no second read of the tar
+        self._tar = tarfile.open(fileobj=_HashingWriter(self._file, self._sha256), mode="w", format=tarfile.USTAR_FORMAT)
         self.num_samples = 0
 
     def add(self, key: str, fields: dict[str, bytes]) -> dict[str, tuple[int, int]]:
@@ -82,7 +84,7 @@ class ShardWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        return sha256_file(self.tmp_path)
+        return self._sha256.hexdigest()
 
     def publish(self) -> None:
         """Rename the finished tar into place: from here on the shard counts as complete."""
@@ -96,6 +98,21 @@ class ShardWriter:
             self.tmp_path.unlink(missing_ok=True)
 
 
+class _HashingWriter:
+    """The file object tarfile writes through: every byte also goes into ``digest``."""
+
+    def __init__(self, file, digest):
+        self._file = file
+        self._digest = digest
+
+    def write(self, data) -> int:
+        self._digest.update(data)
+        return self._file.write(data)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -104,11 +121,22 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def write_json_atomic(path: Path, obj) -> None:
+@contextmanager
+def atomic_output(path: Path):
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds,
+    so readers never see a half-written file (and a dead writer leaves only a ``.*.tmp-*``)."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    with atomic_output(path) as tmp, open(tmp, "w") as f:
         json.dump(json_clean(obj), f, sort_keys=True, indent=1, allow_nan=False)
         f.write("\n")
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
