@@ -92,30 +92,23 @@ def reference_fwsnrseg(clean, degraded, fs, frame_len=0.03, overlap=0.75):
 # Clips
 # --------------------------------------------------------------------------------------------
 def load_clips(shared: Path, n_utterances: int, seed: int = 2022):
-    """[(clean, [30 mixes])] of ~6 s real speech + real noise, float32 at 16 kHz."""
-    import soundfile as sf
-    import soxr
+    """[(clean, [30 mixes])] of ~6 s real speech + real noise, float32 at 16 kHz, read and
+    mixed by the project's own code, as the superset workers do."""
+    from mixer.audio import load_audio
+    from mixer.mixing import fit_noise, mix_at_snr, quantize_pcm16
 
     rng = np.random.default_rng(seed)
     speech_files = sorted((shared / "audio/emodb/wav").glob("*.wav"))
     noise_files = sorted((shared / "audio/esc50_glass/audio").glob("*.wav"))
     clips = []
     for u in range(n_utterances):
-        parts = []
-        for path in speech_files[3 * u : 3 * u + 3]:
-            audio, rate = sf.read(path, dtype="float64")
-            parts.append(soxr.resample(audio, rate, FS))
-        clean = np.concatenate(parts).astype(np.float32)
+        clean = quantize_pcm16(np.concatenate([load_audio(p, FS) for p in speech_files[3 * u : 3 * u + 3]]))
         mixes = []
         for m in range(MIXES_PER_UTTERANCE):
             snr_bin = m % 15  # 2 dB bins over 0-30 dB, two noise files per bin
             snr = rng.uniform(2 * snr_bin, 2 * snr_bin + 2)
-            noise, _ = sf.read(noise_files[rng.integers(len(noise_files))], dtype="float64")
-            noise = np.tile(noise, -(-len(clean) // len(noise)))[: len(clean)]
-            p_speech = np.mean(clean.astype(np.float64) ** 2)
-            p_noise = np.mean(noise**2) + 1e-20
-            gain = np.sqrt(p_speech / (p_noise * 10 ** (snr / 10)))
-            mixes.append((clean + gain * noise).astype(np.float32))
+            noise = load_audio(noise_files[rng.integers(len(noise_files))], FS)
+            mixes.append(mix_at_snr(clean, fit_noise(noise, clean.size), snr).wav)
         clips.append((clean, mixes))
     return clips
 
