@@ -8,6 +8,12 @@ mixes (15 SNR bins x noise/music) per train and validation utterance, and 7 test
 few are NaN. Prints a markdown table of seconds per quantizer (end to end: read table,
 fit, assign, write JSON + Parquet + PNG; wall and CPU time, CPU time being the figure
 that holds on a busy machine) and the command that produced it.
+
+Then the trainer's side: opening the level index and fetching one level's train members,
+each in a fresh process (wall time and peak RSS above the interpreter with its imports),
+for the current format (small JSON + members Parquet read with a filter) and for the
+earlier one-file format (every member inside the JSON, ``metricaug-levels/1``), rebuilt
+here from the same members so the two are compared on identical content.
 """
 from __future__ import annotations
 
@@ -32,7 +38,13 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import json  # noqa: E402
+import subprocess  # noqa: E402
+
+import pyarrow.compute as pc  # noqa: E402
+
 from scoring.levels import run_scoring  # noqa: E402
+from shards.levelindex import open_level_index  # noqa: E402
 
 LABELS = ("angry", "happy", "neutral", "sad")
 SHARD_SIZE = 2000  # samples per tar, like the store's default-ish shard size
@@ -123,6 +135,60 @@ def synthetic_metadata(n_rows: int, seed: int = 0) -> pa.Table:
     })
 
 
+def write_v1_json(index_path: Path, out: Path) -> None:
+    """The level index as the earlier format stored it: the summary plus, per group and
+    level, the member columns as lists (labels and shards as indexes into lists)."""
+    index = open_level_index(index_path, verify_members=False)
+    members = index.assignments()
+    shards = sorted(set(members["shard"].to_pylist()))
+    labels = sorted(set(members["label"].to_pylist()))
+    shard_code = {s: i for i, s in enumerate(shards)}
+    label_code = {s: i for i, s in enumerate(labels)}
+    doc = dict(index.summary, format="metricaug-levels/1", shards=shards, labels=labels, members={})
+    for group in index.groups:
+        doc["members"][group] = {}
+        for level in range(1, index.n_levels + 1):
+            part = members.filter(pc.and_(pc.equal(members["group"], group), pc.equal(members["level"], level)))
+            doc["members"][group][str(level)] = {
+                "key": part["key"].to_pylist(), "utt_id": part["utt_id"].to_pylist(),
+                "label": [label_code[x] for x in part["label"].to_pylist()],
+                "shard": [shard_code[x] for x in part["shard"].to_pylist()],
+                "flac_offset": part["flac_offset"].to_pylist(), "flac_size": part["flac_size"].to_pylist(),
+            }
+    out.write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")))
+
+
+# Run in a fresh interpreter: imports first (baseline RSS), then open + fetch one level.
+_LOAD_PROBE = r"""
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[3])
+import numpy as np, pyarrow.parquet
+from shards.levelindex import open_level_index
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+if sys.argv[1] == "v1":
+    doc = json.loads(open(sys.argv[2]).read())
+    raw = doc["members"]["train"]["3"]
+    keys = list(raw["key"]); offsets = np.asarray(raw["flac_offset"])
+    opened = fetched = time.perf_counter()
+else:
+    index = open_level_index(sys.argv[2])
+    opened = time.perf_counter()
+    members = index.members("train", 3)
+    keys = members.key
+    fetched = time.perf_counter()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"open_s": opened - t0, "total_s": fetched - t0, "members": len(keys), "rss_mib": (peak - base) / 1024}))
+"""
+
+
+def probe_load(kind: str, path: Path) -> dict:
+    repo = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", _LOAD_PROBE, kind, str(path), repo], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -147,20 +213,38 @@ def main(argv: list[str] | None = None) -> int:
             t0, c0 = time.perf_counter(), time.process_time()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                (result,) = run_scoring(store, args.metric, quant=quant)
+                (result,) = run_scoring(store, args.metric, quant=quant, check_store=False)
             seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
             size_mb = result.paths[0].stat().st_size / 1e6
-            rows.append((quant, seconds, cpu_seconds, result.summary["fit"]["count"], size_mb))
+            members_mb = result.paths[1].stat().st_size / 1e6
+            rows.append((quant, seconds, cpu_seconds, result.summary["fit"]["count"], size_mb, members_mb))
             print(f"{quant}: {seconds:.1f} s wall, {cpu_seconds:.1f} s CPU", flush=True)
+        index_path = result.paths[0]
+        v1_path = store / "levels" / "v1.json"
+        write_v1_json(index_path, v1_path)
+        loads = {}
+        for kind, path in (("v1", v1_path), ("v2", index_path)):
+            loads[kind] = min((probe_load(kind, path) for _ in range(3)), key=lambda r: r["total_s"])
+            loads[kind]["file_mb"] = path.stat().st_size / 1e6
+        loads["v2"]["file_mb"] += result.paths[1].stat().st_size / 1e6
 
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     print()
     print(f"`{command}` (metric {args.metric}, {args.rows} rows, 1 core)")
     print()
-    print("| quantizer | wall s | CPU s | train superset mixes fitted | level JSON (MB) |")
+    print("| quantizer | wall s | CPU s | train superset mixes fitted | level JSON (MB) | members Parquet (MB) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for quant, seconds, cpu_seconds, n_fit, size_mb, members_mb in rows:
+        print(f"| {quant} | {seconds:.1f} | {cpu_seconds:.1f} | {n_fit} | {size_mb:.3f} | {members_mb:.1f} |")
+    print()
+    print(f"Opening the {quant} level index and fetching train level 3 ({loads['v2']['members']} members), "
+          f"fresh process, best of 3:")
+    print()
+    print("| format | files (MB) | open s | open + fetch level s | peak RSS above imports (MiB) |")
     print("|---|---:|---:|---:|---:|")
-    for quant, seconds, cpu_seconds, n_fit, size_mb in rows:
-        print(f"| {quant} | {seconds:.1f} | {cpu_seconds:.1f} | {n_fit} | {size_mb:.1f} |")
+    for kind, name in (("v1", "before: one JSON with every member"), ("v2", "after: small JSON + members Parquet")):
+        r = loads[kind]
+        print(f"| {name} | {r['file_mb']:.1f} | {r['open_s']:.3f} | {r['total_s']:.3f} | {r['rss_mib']:.0f} |")
     return 0
 
 

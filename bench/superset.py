@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mixer.corpora import emodb, esc50  # noqa: E402
-from shards.build import run_stage  # noqa: E402
-from shards.plan import SupersetOptions, plan_superset  # noqa: E402
+from mixer.build import run_stage  # noqa: E402
+from mixer.plan import SupersetOptions, plan_superset  # noqa: E402
 
 
 def main() -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-TARGET_SR = 16000
+from shards.vocab import SAMPLE_RATE as TARGET_SR
+
 #: A file whose peak amplitude is below this is treated as silent (about -100 dBFS).
 SILENCE_PEAK = 1e-5
 

@@ -1,4 +1,4 @@
-"""SNR mixing as in SPEC section 2: ``mix = s + g*n`` with ``g`` chosen so that
+"""SNR mixing as in the MetricAug paper (Wu and Lee, Interspeech 2023): ``mix = s + g*n`` with ``g`` chosen so that
 ``10*log10(P_s / (g^2 * P_n)) = snr_db``, powers being mean squares over the utterance.
 
 Everything a shard stores is 16-bit, so mixing works on the 16-bit-quantised clean

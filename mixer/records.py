@@ -5,48 +5,32 @@ Every adapter returns ``(records, rejects)``: a list of :class:`Utterance` (or
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-#: The four emotion classes of the paper, in label-index order.
-EMOTIONS: tuple[str, ...] = ("angry", "happy", "neutral", "sad")
-#: Canonical split names (MSP "Test1" -> "test", "Test2" -> "test2"; MELD "dev" -> "validation").
-SPLITS: tuple[str, ...] = ("train", "validation", "test", "test2")
-#: Noise kinds: MUSAN noise/music/speech, and "unseen" for test-only noise (ESC-50).
-NOISE_KINDS: tuple[str, ...] = ("noise", "music", "speech", "unseen")
-
-
-class InputError(Exception):
-    """A user's input is unusable as a whole (missing root, label file without the
-    expected columns). The CLI prints ``str(err)`` on one line and exits with code 2."""
+from shards.vocab import SAMPLE_RATE
 
 
 @dataclass(frozen=True)
 class Utterance:
     utt_id: str  # unique within the corpus, no '.' or '/' (it becomes part of a shard key)
     path: str  # audio or media file (wav, flac, mp4, ...)
-    label: str  # one of EMOTIONS
-    split: str  # one of SPLITS
+    label: str  # one of shards.vocab.EMOTIONS
+    split: str  # one of shards.vocab.SPLITS
     speaker: str = ""
     corpus: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
 class NoiseFile:
     noise_id: str  # unique within its noise corpus
     path: str
-    kind: str  # one of NOISE_KINDS
+    kind: str  # one of shards.vocab.NOISE_KINDS
     num_frames: int  # length in frames at the file's own sample rate
     sample_rate: int
 
     @property
     def num_samples_16k(self) -> int:
-        return int(self.num_frames * 16000 // self.sample_rate)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+        return int(self.num_frames * SAMPLE_RATE // self.sample_rate)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """``prep score OUT/<corpus> --metric M [--quant gmm|uniform|all] [--levels K]``.
 
-The lead registers :func:`score` on the ``prep`` app: ``app.command("score")(score)``.
+The ``prep`` app (``mixer.cli``) registers :func:`score` as its ``score`` command.
 """
 from __future__ import annotations
 
@@ -11,14 +11,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from mixer.records import InputError
+from shards.errors import InputError
+from shards.vocab import METRICS
 from scoring.levels import DEFAULT_MIN_TRAIN_PER_LEVEL, LevelSizeWarning, render_level_table, run_scoring
 
 
-class Metric(str, Enum):
-    stoi = "stoi"
-    pesq = "pesq"
-    fwsnrseg = "fwsnrseg"
+Metric = Enum("Metric", {m: m for m in METRICS}, type=str)
 
 
 class Quant(str, Enum):

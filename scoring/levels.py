@@ -1,13 +1,14 @@
 """Distortion levels of a corpus store: ``prep score OUT/<corpus> --metric M --quant Q``.
 
-Reads only ``metadata.parquet`` (never the tars), fits a quantizer (``scoring.quantize``)
-on the train superset's values of one metric and assigns a level to every mix of the
-train and validation superset and of the test sets. Writes, under ``<store>/levels/``:
+Opens the store (refusing one that does not match its manifest), reads only its table
+(never the tars), fits a quantizer (``scoring.quantize``) on the train superset's values of
+one metric and assigns a level to every mix of the train and validation superset and of the
+test sets. Writes, under ``<store>/levels/``, through the level-index format of
+:mod:`shards.levelindex`:
 
-    <metric>-<quant>-k<K>.json     the level index: quantizer, per-level statistics and,
-                                   per group and level, the member samples with their
-                                   shard and FLAC byte range (a reader seeks straight to it)
-    <metric>-<quant>-k<K>.parquet  key, group, level, metric value: one row per assigned mix
+    <metric>-<quant>-k<K>.json     quantizer, per-level statistics, counts, warnings (small)
+    <metric>-<quant>-k<K>.parquet  the members: one row per assigned mix with its group,
+                                   level, key, utt_id, label, shard, FLAC byte range, value
     <metric>-<quant>-k<K>.png      metric histogram by level with the level boundaries,
                                    and a box plot of the SNR per level (train superset)
 
@@ -22,7 +23,6 @@ processed in key order, keys are sorted and nothing depends on time or paths.
 """
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -32,45 +32,30 @@ from typing import Any, Iterable
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from mixer.records import InputError
-from shards.writer import atomic_output, sha256_file
-from scoring.quantize import (
-    AUTHORS_MAX_ITER,
-    QUANTIZER_NAMES,
-    UniformQuantizer,
-    make_quantizer,
-    quantizer_from_dict,
+from scoring.plots import plot_levels
+from scoring.quantize import AUTHORS_MAX_ITER, QUANTIZER_NAMES, UniformQuantizer, make_quantizer
+from shards.atomic import sha256_file
+from shards.errors import InputError
+from shards.levelindex import level_index_paths, members_table_from_columns, sort_members, write_level_index
+from shards.reader import open_store
+from shards.vocab import (
+    CLEAN_SUBSET, LEVELS_DIR, METRICS, PESQ_FAILED, SUPERSET_SUBSET, TABLE, TRAIN, VALIDATION,
 )
 
-#: Metrics that can be quantized; all are higher-is-better, so level 1 = highest value.
-METRICS: tuple[str, ...] = ("stoi", "pesq", "fwsnrseg")
-#: PESQ's failure value in the authors' code (pesq's on_error=RETURN_VALUES).
-PESQ_FAILED = -1.0
-LEVELS_FORMAT = "metricaug-levels/1"
-METADATA = "metadata.parquet"
-LEVELS_DIR = "levels"
 DEFAULT_MIN_TRAIN_PER_LEVEL = 32
 #: Where the quantizer is fitted: subset, split.
-FIT_SUBSET, FIT_SPLIT = "superset", "train"
-CLEAN_SUBSET = "clean"
-#: Columns read from metadata.parquet besides the metric.
+FIT_SUBSET, FIT_SPLIT = SUPERSET_SUBSET, TRAIN
+#: Columns read from the table besides the metric.
 BASE_COLUMNS: tuple[str, ...] = (
     "key", "subset", "split", "shard", "flac_offset", "flac_size",
     "utt_id", "label", "noise_type", "snr_achieved",
 )
-#: Per-member columns of the level index, in the order they are written.
-MEMBER_COLUMNS: tuple[str, ...] = ("key", "utt_id", "label", "shard", "flac_offset", "flac_size")
 
 
 class LevelSizeWarning(UserWarning):
     """A level holds fewer train samples than asked for; the trainer must then draw
     that level's share with replacement."""
-
-
-def levels_stem(metric: str, quant: str, n_levels: int) -> str:
-    return f"{metric}-{quant}-k{n_levels}"
 
 
 @dataclass
@@ -106,7 +91,7 @@ def _natural_key(name: str) -> list:
 
 def _group_order(name: str) -> tuple:
     """train, validation, then the test sets in natural order."""
-    return ({FIT_SPLIT: 0, "validation": 1}.get(name, 2), _natural_key(name))
+    return ({FIT_SPLIT: 0, VALIDATION: 1}.get(name, 2), _natural_key(name))
 
 
 def _floats(column: pa.ChunkedArray) -> np.ndarray:
@@ -146,27 +131,14 @@ class _Mixes:
     snr: np.ndarray
 
 
-def _check_store(store_dir: Path, metric: str) -> Path:
-    if metric not in METRICS:
-        raise InputError(f"--metric {metric!r}: expected one of {', '.join(METRICS)}")
-    if not store_dir.is_dir():
-        raise InputError(f"{store_dir}: store directory not found (expected OUT/<corpus> built by 'prep superset')")
-    path = store_dir / METADATA
-    if not path.is_file():
-        raise InputError(f"{path}: no metadata table (expected a store built by 'prep superset')")
-    return path
-
-
-def _read_mixes(metadata_path: Path, metric: str) -> _Mixes:
-    try:
-        schema = pq.read_schema(metadata_path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{metadata_path}: not a readable Parquet file ({exc})") from None
+def _read_mixes(store, metric: str) -> _Mixes:
+    metadata_path = store.path / TABLE
     wanted = list(BASE_COLUMNS) + [metric]
-    missing = [c for c in wanted if c not in schema.names]
+    names = store.table_columns()
+    missing = [c for c in wanted if c not in names]
     if missing:
         raise InputError(f"{metadata_path}: missing column(s) {', '.join(missing)}")
-    table = pq.read_table(metadata_path, columns=wanted)
+    table = store.table(wanted)
     n_rows = table.num_rows
     if pc.count_distinct(table["key"]).as_py() != n_rows:
         raise InputError(f"{metadata_path}: column 'key' has duplicate values (expected one row per sample)")
@@ -295,95 +267,22 @@ def _level_stats(mixes: _Mixes, levels: np.ndarray, n_levels: int) -> dict[str, 
     return stats
 
 
-def _members(mixes: _Mixes, levels: np.ndarray, n_levels: int) -> dict[str, dict[str, dict[str, list]]]:
-    """Per group and level, the member columns (lists), each level in key order."""
+def _members(mixes: _Mixes, levels: np.ndarray) -> pa.Table:
+    """Every assigned mix as a row of the level-index members file."""
     assigned = np.flatnonzero(levels > 0)
-    cell = mixes.group[assigned] * n_levels + (levels[assigned] - 1)
-    # Stable sort keeps key order inside each (group, level) cell.
-    order = assigned[np.argsort(cell, kind="stable")]
-    bounds = np.r_[0, np.cumsum(np.bincount(cell, minlength=len(mixes.group_names) * n_levels))]
-    columns = {
-        "key": mixes.key.take(pa.array(order)).to_pylist(),
-        "utt_id": mixes.utt_id.take(pa.array(order)).to_pylist(),
-        "label": mixes.label[order].tolist(),
-        "shard": mixes.shard[order].tolist(),
-        "flac_offset": mixes.flac_offset[order].tolist(),
-        "flac_size": mixes.flac_size[order].tolist(),
-    }
-    members: dict[str, dict[str, dict[str, list]]] = {}
-    for g, name in enumerate(mixes.group_names):
-        per_level = {}
-        for lv in range(n_levels):
-            lo, hi = bounds[g * n_levels + lv], bounds[g * n_levels + lv + 1]
-            per_level[str(lv + 1)] = {col: values[lo:hi] for col, values in columns.items()}
-        members[name] = per_level
-    return members
-
-
-def _boundaries_for_plot(quantizer, low: float, high: float) -> np.ndarray:
-    if isinstance(quantizer, UniformQuantizer):
-        return np.asarray(quantizer.boundaries_)
-    return quantizer.level_changes(low, high)
-
-
-def _plot(path: Path, metric: str, quant: str, quantizer, mixes: _Mixes, levels: np.ndarray, n_levels: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    in_fit = (mixes.group == mixes.fit_group) & (levels > 0)
-    values, fit_levels, snr = mixes.value[in_fit], levels[in_fit], mixes.snr[in_fit]
-    per_level = [values[fit_levels == lv] for lv in range(1, n_levels + 1)]
-    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, n_levels))
-    labels = [f"level {lv}" for lv in range(1, n_levels + 1)]
-
-    fig, (ax_hist, ax_box) = plt.subplots(1, 2, figsize=(12, 4.5))
-    low, high = float(values.min()), float(values.max())
-    bins = np.linspace(low, high if high > low else low + 1.0, 101)
-    # Stacked counts drawn with stairs: a few hundred artists even for a million rows.
-    bottom = np.zeros(bins.size - 1)
-    for lv, chunk in enumerate(per_level):
-        counts, _ = np.histogram(chunk, bins=bins)
-        ax_hist.stairs(bottom + counts, bins, baseline=bottom, fill=True, color=colors[lv], label=labels[lv])
-        bottom = bottom + counts
-    for b in _boundaries_for_plot(quantizer, low, high):
-        ax_hist.axvline(b, color="black", linestyle="--", linewidth=0.8)
-    ax_hist.set_xlabel(metric)
-    ax_hist.set_ylabel("train superset mixes")
-    ax_hist.set_title(f"{metric}: {quant} levels (dashed: boundaries)")
-    ax_hist.legend(fontsize="small")
-
-    snr_per_level = [s[np.isfinite(s)] for s in (snr[fit_levels == lv] for lv in range(1, n_levels + 1))]
-    positions = [i + 1 for i, s in enumerate(snr_per_level) if s.size]
-    if positions:
-        ax_box.boxplot([snr_per_level[p - 1] for p in positions], positions=positions, showfliers=False)
-    ax_box.set_xticks(range(1, n_levels + 1), [str(lv) for lv in range(1, n_levels + 1)])
-    ax_box.set_xlim(0.5, n_levels + 0.5)
-    ax_box.set_xlabel("level (1 = least distorted)")
-    ax_box.set_ylabel("achieved SNR (dB)")
-    ax_box.set_title("SNR per level (train superset)")
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png", metadata={"Software": None})
-    plt.close(fig)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def _write_assignments(path: Path, mixes: _Mixes, levels: np.ndarray) -> None:
-    assigned = np.flatnonzero(levels > 0)
-    table = pa.table({
-        "key": mixes.key.take(pa.array(assigned)),
+    take = pa.array(assigned)
+    table = members_table_from_columns({
         "group": pa.array(np.asarray(mixes.group_names, dtype=object)[mixes.group[assigned]].tolist(), type=pa.string()),
-        "level": pa.array(levels[assigned].astype(np.int8)),
+        "level": pa.array(levels[assigned].astype(np.int16)),
+        "key": mixes.key.take(take),
+        "utt_id": mixes.utt_id.take(take),
+        "label": pa.array(np.asarray(mixes.label_names, dtype=object)[mixes.label[assigned]].tolist(), type=pa.string()),
+        "shard": pa.array(np.asarray(mixes.shard_names, dtype=object)[mixes.shard[assigned]].tolist(), type=pa.string()),
+        "flac_offset": pa.array(mixes.flac_offset[assigned]),
+        "flac_size": pa.array(mixes.flac_size[assigned]),
         "value": pa.array(mixes.value[assigned]),
     })
-    with atomic_output(path) as tmp:
-        pq.write_table(table, tmp)
+    return sort_members(table, mixes.group_names)
 
 
 def _score_one(
@@ -430,43 +329,27 @@ def _score_one(
             )
 
     summary = {
-        "format": LEVELS_FORMAT,
         "metric": metric,
         "quant": quant,
         "n_levels": n_levels,
         "level_order": f"level 1 = least distorted (highest {metric}), level {n_levels} = most distorted",
         "quantizer": quantizer.to_dict(),
-        "store": {"metadata": METADATA, "metadata_sha256": metadata_sha256, "rows": mixes.n_rows, "mixes": int(mixes.value.size)},
+        "store": {"metadata": TABLE, "metadata_sha256": metadata_sha256, "rows": mixes.n_rows, "mixes": int(mixes.value.size)},
         "fit": {"subset": FIT_SUBSET, "split": FIT_SPLIT, "count": n_fit, "missing": missing.get(FIT_SPLIT, 0)},
         "min_train_per_level": min_train_per_level,
         "groups": mixes.group_names,
         "missing": missing,
         "stats": stats,
-        "member_columns": {
-            "key": "WebDataset key; members of a level are in key order",
-            "utt_id": "clean utterance id",
-            "label": "index into 'labels'",
-            "shard": "index into 'shards' (tar path relative to the store directory)",
-            "flac_offset": "byte offset of <key>.flac's payload inside the tar",
-            "flac_size": "size of that payload in bytes",
-        },
-        "shards": mixes.shard_names,
-        "labels": mixes.label_names,
         "warnings": messages,
     }
-    document = dict(summary, members=_members(mixes, levels, n_levels))
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = levels_stem(metric, quant, n_levels)
-    json_path = out_dir / f"{stem}.json"
-    parquet_path = out_dir / f"{stem}.parquet"
-    png_path = out_dir / f"{stem}.png"
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    _write_atomic(json_path, (text + "\n").encode("utf-8"))
-    _write_assignments(parquet_path, mixes, levels)
+    json_path, parquet_path = level_index_paths(out_dir, metric, quant, n_levels)
+    png_path = json_path.with_suffix(".png")
+    write_level_index(json_path, parquet_path, summary, _members(mixes, levels))
     paths = [json_path, parquet_path]
     if plot:
-        _plot(png_path, metric, quant, quantizer, mixes, levels, n_levels)
+        in_fit = (mixes.group == mixes.fit_group) & (levels > 0)
+        plot_levels(png_path, metric, quant, quantizer, mixes.value[in_fit], levels[in_fit], mixes.snr[in_fit], n_levels)
         paths.append(png_path)
     for message in messages:
         warnings.warn(message, LevelSizeWarning, stacklevel=3)
@@ -483,16 +366,19 @@ def run_scoring(
     out_dir: str | Path | None = None,
     max_iter: int = AUTHORS_MAX_ITER,
     plot: bool = True,
+    check_store: bool = True,
 ) -> list[ScoreResult]:
     """Score a store with one quantizer (or both, ``quant="all"``); see the module doc.
 
     Raises :class:`InputError` for what a user can get wrong (missing store or table,
     unknown metric or quantizer, a metric without any value on the train superset).
     Emits :class:`LevelSizeWarning` for levels with fewer than ``min_train_per_level``
-    train samples.
+    train samples. The store is refused (:class:`shards.errors.StoreError`) when it does not
+    match its manifest; ``check_store=False`` reads a bare table (benchmarks).
     """
     store_dir = Path(store_dir)
-    metadata_path = _check_store(store_dir, metric)
+    if metric not in METRICS:
+        raise InputError(f"--metric {metric!r}: expected one of {', '.join(METRICS)}")
     if quant == "all":
         quants: Iterable[str] = QUANTIZER_NAMES
     elif quant in QUANTIZER_NAMES:
@@ -501,30 +387,19 @@ def run_scoring(
         raise InputError(f"--quant {quant!r}: expected one of {', '.join(QUANTIZER_NAMES + ('all',))}")
     if int(n_levels) != n_levels or n_levels < 1:
         raise InputError(f"--levels {n_levels!r}: expected a positive integer")
-    mixes = _read_mixes(metadata_path, metric)
+    store = open_store(store_dir, check=check_store)
+    metadata_path = store.path / TABLE
+    mixes = _read_mixes(store, metric)
     if mixes.fit_group < 0:
         raise InputError(f"{metadata_path}: no train superset mixes (subset == 'superset', split == 'train')")
-    digest = sha256_file(metadata_path)
+    recorded = store.manifest.get("table") if check_store else None
+    digest = recorded["sha256"] if isinstance(recorded, dict) else sha256_file(metadata_path)
     out = Path(out_dir) if out_dir is not None else store_dir / LEVELS_DIR
     return [
         _score_one(metadata_path, digest, mixes, metric, q, int(n_levels), random_state,
                    max_iter, min_train_per_level, out, plot)
         for q in quants
     ]
-
-
-def score_store(
-    store_dir: str | Path,
-    metric: str,
-    quant: str = "gmm",
-    n_levels: int = 5,
-    random_state: int = 2022,
-    min_train_per_level: int = DEFAULT_MIN_TRAIN_PER_LEVEL,
-    out_dir: str | Path | None = None,
-) -> list[Path]:
-    """Write ``levels/<metric>-<quant>-k<K>.{json,parquet,png}``; returns the paths."""
-    results = run_scoring(store_dir, metric, quant, n_levels, random_state, min_train_per_level, out_dir)
-    return [p for r in results for p in r.paths]
 
 
 # ----------------------------------------------------------------------------------
@@ -562,96 +437,3 @@ def render_level_table(summary: dict) -> str:
     left_out = ", ".join(f"{g} {n}" for g, n in sorted(summary["missing"].items()) if n)
     lines.append(f"left out (no {metric} value): {left_out or 'none'}")
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------
-# reading a level index (for the trainer)
-# ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LevelMembers:
-    """The samples of one level of one group, in key order."""
-
-    key: list[str]
-    utt_id: list[str]
-    label: list[str]
-    shard: list[str]  # tar path relative to the store directory
-    flac_offset: np.ndarray  # byte offset of <key>.flac inside the tar
-    flac_size: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.key)
-
-
-@dataclass
-class LevelIndex:
-    path: Path
-    summary: dict  # everything but the members
-    _members: dict = field(repr=False)
-
-    @property
-    def metric(self) -> str:
-        return self.summary["metric"]
-
-    @property
-    def quant(self) -> str:
-        return self.summary["quant"]
-
-    @property
-    def n_levels(self) -> int:
-        return self.summary["n_levels"]
-
-    @property
-    def groups(self) -> list[str]:
-        return list(self.summary["groups"])
-
-    @property
-    def warnings(self) -> list[str]:
-        return list(self.summary["warnings"])
-
-    def quantizer(self):
-        """The fitted quantizer, rebuilt from the JSON (assigns new values)."""
-        return quantizer_from_dict(self.summary["quantizer"])
-
-    def counts(self, group: str = FIT_SPLIT) -> list[int]:
-        return [row["count"] for row in self.summary["stats"][group]]
-
-    def members(self, group: str, level: int) -> LevelMembers:
-        if group not in self._members:
-            raise KeyError(f"{self.path}: no group {group!r}; groups: {', '.join(self.groups)}")
-        if not 1 <= level <= self.n_levels:
-            raise KeyError(f"{self.path}: level {level} outside 1..{self.n_levels}")
-        raw = self._members[group][str(level)]
-        shards, labels = self.summary["shards"], self.summary["labels"]
-        return LevelMembers(
-            key=list(raw["key"]),
-            utt_id=list(raw["utt_id"]),
-            label=[labels[i] for i in raw["label"]],
-            shard=[shards[i] for i in raw["shard"]],
-            flac_offset=np.asarray(raw["flac_offset"], dtype=np.int64),
-            flac_size=np.asarray(raw["flac_size"], dtype=np.int64),
-        )
-
-
-def load_level_index(path: str | Path) -> LevelIndex:
-    """Read ``levels/<metric>-<quant>-k<K>.json``."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no level index (expected the output of 'prep score')")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not a JSON level index ({exc})") from None
-    if not isinstance(document, dict) or document.get("format") != LEVELS_FORMAT:
-        raise InputError(f"{path}: not a level index (expected format {LEVELS_FORMAT!r})")
-    members = document.pop("members")
-    return LevelIndex(path=path, summary=document, _members=members)
-
-
-def read_flac_bytes(store_dir: str | Path, shard: str, offset: int, size: int) -> bytes:
-    """The FLAC payload of one member, read straight from its shard."""
-    with open(Path(store_dir) / shard, "rb") as f:
-        f.seek(int(offset))
-        data = f.read(int(size))
-    if len(data) != int(size):
-        raise InputError(f"{Path(store_dir) / shard}: truncated at offset {offset} (wanted {size} bytes)")
-    return data

@@ -1,7 +1,7 @@
 """Distortion metrics of noisy mixes against their clean utterance: the superset workers' entry.
 
 STOI (Taal et al. 2011), wide-band PESQ (ITU-T P.862.2) and fwSNRseg (Hu & Loizou 2008); see
-SPEC.md section 3. The superset scores each clean utterance against its 30 mixes, so the
+the MetricAug paper (Wu and Lee, Interspeech 2023). The superset scores each clean utterance against its 30 mixes, so the
 clean-side work of STOI and fwSNRseg (resampling, silent-frame mask, spectra, band energies,
 weights) is done once per utterance and shared by all of its mixes.
 
@@ -16,19 +16,18 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from shards.vocab import METRICS, SAMPLE_RATE
+
 from .fwsnrseg import FwSnrSegReference
 from .pesq_score import pesq_wb
 from .stoi import SEGMENT_LEN, StoiReference
 
 __all__ = ["METRICS", "score_mixes", "score_mix"]
 
-METRICS = ("stoi", "pesq", "fwsnrseg")
-
-
 def score_mixes(
     clean: np.ndarray,
     mixes: Iterable[np.ndarray],
-    fs: int = 16000,
+    fs: int = SAMPLE_RATE,
     metrics: Sequence[str] = METRICS,
 ) -> list[dict]:
     """Score every mix against ``clean``.
@@ -81,7 +80,7 @@ def score_mixes(
 
 
 def score_mix(
-    clean: np.ndarray, mix: np.ndarray, fs: int = 16000, metrics: Sequence[str] = METRICS
+    clean: np.ndarray, mix: np.ndarray, fs: int = SAMPLE_RATE, metrics: Sequence[str] = METRICS
 ) -> dict:
     """``score_mixes`` for a single mix."""
     return score_mixes(clean, [mix], fs, metrics)[0]

@@ -1,4 +1,4 @@
-"""Quantizers that turn one distortion metric into K distortion levels (SPEC section 4).
+"""Quantizers that turn one distortion metric into K distortion levels (Wu and Lee 2023).
 
 Both follow the scikit-learn estimator style: hyper-parameters in ``__init__``,
 ``fit(values)`` learns fitted attributes whose names end in ``_``, ``predict(values)``

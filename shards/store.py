@@ -7,6 +7,9 @@
     shards/<name>.tar    WebDataset shards; shards/<name>.rows.json is the shard's part of
                          the table, written just before the tar is renamed into place
     .lock                held by the build that is writing the store
+
+This module writes those files (the build's side); :mod:`shards.reader` opens a finished
+store for reading and refuses one that does not match its manifest.
 """
 from __future__ import annotations
 
@@ -22,12 +25,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixer.records import InputError
-from shards.writer import atomic_output
-
-MANIFEST = "manifest.json"
-TABLE = "metadata.parquet"
-REJECTS = "rejects.csv"
+from shards.atomic import TEMPORARY_GLOB, atomic_output, sha256_file, write_json_atomic
+from shards.errors import InputError
+from shards.vocab import (
+    CLEAN_SUBSET, LOCK, MANIFEST, PLANS_DIR, REJECTS, SHARDS_DIR, STORE_FORMAT, TABLE, shard_path, shard_relpath,
+)
 
 #: Columns of metadata.parquet, in order. Floats are NaN where there is no value.
 TABLE_SCHEMA = pa.schema(
@@ -61,12 +63,8 @@ TABLE_SCHEMA = pa.schema(
 )
 
 
-def shard_path(store: Path, name: str) -> Path:
-    return store / "shards" / f"{name}.tar"
-
-
 def rows_path(store: Path, name: str) -> Path:
-    return store / "shards" / f"{name}.rows.json"
+    return Path(store) / SHARDS_DIR / f"{name}.rows.json"
 
 
 def read_rows(store: Path, name: str) -> dict | None:
@@ -88,7 +86,7 @@ def shard_is_complete(store: Path, name: str, fingerprint: str) -> bool:
 def remove_stale_temporaries(store: Path) -> int:
     """Half-written files of a build that died (kill -9, power loss)."""
     count = 0
-    for tmp in (store / "shards").glob(".*.tmp-*"):
+    for tmp in (store / SHARDS_DIR).glob(TEMPORARY_GLOB):
         tmp.unlink(missing_ok=True)
         count += 1
     return count
@@ -98,13 +96,13 @@ def remove_stale_temporaries(store: Path) -> int:
 def store_lock(store: Path):
     """An exclusive lock on the store; the OS drops it when the holder dies, even by kill -9."""
     store.mkdir(parents=True, exist_ok=True)
-    lock_file = open(store / ".lock", "a+")
+    lock_file = open(store / LOCK, "a+")
     try:
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         lock_file.close()
         if exc.errno in (errno.EAGAIN, errno.EACCES):
-            raise InputError(f"{store}: another build is writing this store (lock {store / '.lock'} is held); wait for it or pick another --out") from None
+            raise InputError(f"{store}: another build is writing this store (lock {store / LOCK} is held); wait for it or pick another --out") from None
         raise
     try:
         lock_file.seek(0)
@@ -149,3 +147,67 @@ def write_rejects(store: Path, rejects: list[dict]) -> None:
         writer = csv.writer(f)
         writer.writerow(["file", "reason"])
         writer.writerows(unique)
+
+
+def read_plans(store: Path) -> dict[str, dict]:
+    """Every stage's plan (``plans/<stage>.json``), by stage name."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted((Path(store) / PLANS_DIR).glob("*.json"))}
+
+
+def write_plan(store: Path, stage: str, plan: dict) -> None:
+    (Path(store) / PLANS_DIR).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(Path(store) / PLANS_DIR / f"{stage}.json", plan)
+
+
+def finalize_store(store: Path, versions: dict[str, str]) -> dict:
+    """Rewrite metadata.parquet, rejects.csv and manifest.json from every stage's plan and
+    the rows files of its built shards. Deterministic: the same shards give the same files.
+    Rows are turned into a columnar table shard by shard, so a million-row store never sits
+    in memory as Python dicts. ``versions`` (package versions of the build) go into the
+    manifest."""
+    import pyarrow.compute as pc
+
+    store = Path(store)
+    plans = read_plans(store)
+    tables, rejects, shards = [], [], []
+    stage_totals = {}
+    for stage, plan in plans.items():
+        stage_rejects = [(r["file"], r["reason"]) for r in plan.get("prepare_rejects", [])]
+        totals = {"samples": 0, "pesq_failures": 0, "shards_built": 0, "shards_planned": len(plan["shards"])}
+        for name in plan["shards"]:
+            part = read_rows(store, name)
+            if part is None or not shard_path(store, name).is_file():
+                continue  # not built yet (an interrupted stage): verify reports it
+            table = rows_to_table(part["rows"])
+            tables.append(table)
+            stage_rejects += [(r["file"], r["reason"]) for r in part["rejects"]]
+            totals["samples"] += table.num_rows
+            if "pesq" in part["metrics"]:
+                failed = pc.and_(pc.is_nan(table["pesq"]), pc.not_equal(table["subset"], CLEAN_SUBSET))
+                totals["pesq_failures"] += int(pc.sum(failed).as_py() or 0)
+            totals["shards_built"] += 1
+            shards.append({"name": name, "path": shard_relpath(name), "stage": stage, "subset": part["subset"],
+                           "split": part["split"], "samples": part["samples"], "sha256": part["sha256"],
+                           "bytes": part["bytes"]})
+        totals["rejects"] = len(set(stage_rejects))
+        stage_totals[stage] = totals
+        rejects += stage_rejects
+    table = pa.concat_tables(tables) if tables else rows_to_table([])
+    write_table(store, table)
+    write_rejects(store, [{"file": f, "reason": r} for f, r in rejects])
+    subsets = table.column("subset").to_pylist()
+    manifest = {
+        "format": STORE_FORMAT,
+        "corpus": next((p.get("corpus") for p in plans.values()), store.name),
+        "stages": {stage: {**{k: v for k, v in plan.items() if k not in ("shards", "prepare_rejects")},
+                           "totals": stage_totals[stage]} for stage, plan in plans.items()},
+        "versions": versions,
+        # checksums of the table and rejects: a reader refuses a table that changed after the build
+        "table": {"file": TABLE, "sha256": sha256_file(store / TABLE), "rows": table.num_rows},
+        "rejects": {"file": REJECTS, "count": len(set(rejects)), "sha256": sha256_file(store / REJECTS)},
+        "samples": table.num_rows,
+        "samples_by_subset": {s: subsets.count(s) for s in sorted(set(subsets))},
+        "shards": sorted(shards, key=lambda s: s["name"]),
+    }
+    write_json_atomic(store / MANIFEST, manifest)
+    return manifest

@@ -8,9 +8,12 @@ import tarfile
 from collections import defaultdict
 from pathlib import Path
 
-from mixer.records import InputError
+import typer
+
 from shards import store as st
-from shards.writer import sha256_file
+from shards.atomic import sha256_file
+from shards.errors import InputError
+from shards.vocab import MANIFEST, PLANS_DIR, TABLE, shard_relpath
 
 
 def tar_index(path: Path) -> dict[str, tuple[int, int]]:
@@ -25,7 +28,7 @@ def verify_store(store: Path, progress: bool = False) -> tuple[list[str], dict]:
     from tqdm import tqdm
 
     store = Path(store)
-    manifest_path = store / st.MANIFEST
+    manifest_path = store / MANIFEST
     if not manifest_path.is_file():
         raise InputError(f"{manifest_path}: no manifest (expected a store built by 'prep superset')")
     manifest = json.loads(manifest_path.read_text())
@@ -33,19 +36,19 @@ def verify_store(store: Path, progress: bool = False) -> tuple[list[str], dict]:
     problems: list[str] = []
 
     planned = set()
-    for plan_file in sorted((store / "plans").glob("*.json")):
+    for plan_file in sorted((store / PLANS_DIR).glob("*.json")):
         planned.update(json.loads(plan_file.read_text())["shards"])
     recorded = {s["name"]: s for s in manifest["shards"]}
     for name in sorted(planned - recorded.keys()):
-        problems.append(f"shards/{name}.tar: planned but not built (run the same build command again to resume)")
+        problems.append(f"{shard_relpath(name)}: planned but not built (run the same build command again to resume)")
 
     rows_by_shard: dict[str, list[int]] = defaultdict(list)
     for i, shard in enumerate(table["shard"]):
         rows_by_shard[shard].append(i)
     if len(table["key"]) != manifest["samples"]:
-        problems.append(f"{st.TABLE}: {len(table['key'])} rows, manifest says {manifest['samples']}")
+        problems.append(f"{TABLE}: {len(table['key'])} rows, manifest says {manifest['samples']}")
     if len(set(table["key"])) != len(table["key"]):
-        problems.append(f"{st.TABLE}: duplicate keys")
+        problems.append(f"{TABLE}: duplicate keys")
 
     bar = tqdm(total=sum(e["bytes"] for e in recorded.values()), unit="B", unit_scale=True,
                desc=f"verify {store.name}", disable=not progress)
@@ -74,6 +77,23 @@ def verify_store(store: Path, progress: bool = False) -> tuple[list[str], dict]:
                     problems.append(f"{entry['path']}: {key}.{ext} is not at the offset/size the table records")
     bar.close()
     for shard, rows in rows_by_shard.items():
-        problems.append(f"{st.TABLE}: {len(rows)} rows point at {shard}, which the manifest does not list")
+        problems.append(f"{TABLE}: {len(rows)} rows point at {shard}, which the manifest does not list")
     counts = {"shards": len(recorded), "samples": len(table["key"]), "planned_shards": len(planned)}
     return problems, counts
+
+
+def verify(store: Path = typer.Argument(..., help="A store folder, OUT/<corpus>."),
+           quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")):
+    """Check every shard's checksum and sample count, and that every table row has its audio.
+    Exit code 0: sound; 1: problems (listed); 2: not a store."""
+    try:
+        problems, counts = verify_store(store, progress=not quiet)
+    except InputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    for p in problems:
+        typer.echo(f"FAIL {p}")
+    status = "FAILED" if problems else "OK"
+    typer.echo(f"{status}: {counts['shards']} shards, {counts['samples']} samples, {len(problems)} problems ({store})")
+    if problems:
+        raise typer.Exit(1)

@@ -6,42 +6,21 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import os
 import tarfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from shards.atomic import json_clean, temporary_path
+from shards.vocab import SAMPLE_RATE
 
-def encode_flac(wav: np.ndarray, sample_rate: int = 16000) -> bytes:
+
+def encode_flac(wav: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, wav, sample_rate, format="FLAC", subtype="PCM_16")
     return buf.getvalue()
-
-
-def decode_flac(data: bytes) -> np.ndarray:
-    wav, _ = sf.read(io.BytesIO(data), dtype="float32")
-    return wav
-
-
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # NaN/inf are not JSON; null means "no value" (see the errors field)
-    if isinstance(value, (np.floating, np.integer)):
-        return _json_safe(value.item())
-    return value
-
-
-def json_clean(obj):
-    """NaN -> None and numpy scalars -> Python, recursively, so json never writes NaN."""
-    if isinstance(obj, dict):
-        return {k: json_clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_clean(v) for v in obj]
-    return _json_safe(obj)
 
 
 def encode_json(fields: dict) -> bytes:
@@ -54,7 +33,7 @@ class ShardWriter:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.tmp_path = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.tmp_path = temporary_path(self.path)
         self._file = open(self.tmp_path, "wb")
         self._sha256 = hashlib.sha256()  # fed as bytes are written: no second read of the tar
         self._tar = tarfile.open(fileobj=_HashingWriter(self._file, self._sha256), mode="w", format=tarfile.USTAR_FORMAT)
@@ -111,32 +90,3 @@ class _HashingWriter:
 
     def tell(self) -> int:
         return self._file.tell()
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-@contextmanager
-def atomic_output(path: Path):
-    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds,
-    so readers never see a half-written file (and a dead writer leaves only a ``.*.tmp-*``)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    with atomic_output(path) as tmp, open(tmp, "w") as f:
-        json.dump(json_clean(obj), f, sort_keys=True, indent=1, allow_nan=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())

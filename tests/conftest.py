@@ -20,3 +20,28 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def golden_dir(shared_dir: Path) -> Path:
     return shared_dir / "golden"
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory) -> Path:
+    """A small store built from the demo corpus by the real commands: 12 train, 4 validation
+    and 4 test utterances per class, 5 SNR bins (10 mixes per utterance), STOI only, test
+    sets, and STOI levels (K=5, GMM and Uniform). Built once per test session."""
+    from typer.testing import CliRunner
+
+    from mixer.cli import app
+
+    root = tmp_path_factory.mktemp("demo-store")
+    runner = CliRunner()
+    steps = [
+        ["demo-corpus", str(root / "corpus"), "--utterances-per-class", "16"],
+        ["superset", "--corpus", "demo", "--root", str(root / "corpus"), "--out", str(root), "--bins", "5",
+         "--metrics", "stoi", "--jobs", "2", "--quiet"],
+        ["testsets", "--corpus", "demo", "--root", str(root / "corpus"), "--out", str(root), "--metrics", "stoi",
+         "--jobs", "2", "--quiet"],
+        ["score", str(root / "demo"), "--metric", "stoi", "--quant", "all", "--min-per-level", "1"],
+    ]
+    for args in steps:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, f"prep {' '.join(args)}: {result.output}"
+    return root / "demo"

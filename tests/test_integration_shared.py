@@ -8,11 +8,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from mixer.build import run_stage
 from mixer.corpora import emodb, esc50
-from shards import store as st
-from shards.build import run_stage
-from shards.plan import SupersetOptions, TestsetOptions, plan_clean, plan_superset, plan_testsets
+from mixer.plan import SupersetOptions, TestsetOptions, plan_clean, plan_superset, plan_testsets
 from shards.verify import verify_store
+from shards.vocab import TABLE
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def real_store(shared_dir, tmp_path_factory):
 
 def test_real_speech_superset_and_testsets_verify(real_store):
     assert verify_store(real_store)[0] == []
-    table = pq.read_table(real_store / st.TABLE).to_pydict()
+    table = pq.read_table(real_store / TABLE).to_pydict()
     subsets = table["subset"]
     assert subsets.count("superset") == 6 * 6  # 6 utterances x 3 bins x 2 types
     assert subsets.count("clean") == 9

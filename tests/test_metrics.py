@@ -41,7 +41,7 @@ def speech(request):
         golden = request.getfixturevalue("golden")
         case, ref, _ = next(g for g in golden if g[0]["fs"] == 16000 and g[0]["samples"] == 64000)
         return ref.astype(np.float64)
-    from mixer.corpora import demo
+    from mixer import demo_corpus as demo
 
     rng = np.random.default_rng(7)
     return demo._speech(rng, demo._voice(rng, female=False), demo._style(rng, "neutral"), 4.0).astype(np.float64)

@@ -13,15 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.mixture import BayesianGaussianMixture
 
-from mixer.records import InputError
-from scoring.levels import (
-    LevelSizeWarning,
-    load_level_index,
-    read_flac_bytes,
-    render_level_table,
-    run_scoring,
-    score_store,
-)
+from scoring.levels import LevelSizeWarning, render_level_table, run_scoring
 from scoring.quantize import (
     GMMQuantizer,
     UniformQuantizer,
@@ -29,6 +21,11 @@ from scoring.quantize import (
     make_quantizer,
     quantizer_from_dict,
 )
+from shards.atomic import sha256_file
+from shards.errors import InputError, StoreError
+from shards.levelindex import open_level_index
+from shards.reader import open_store
+from shards.vocab import STORE_FORMAT
 
 K = 5
 
@@ -159,6 +156,20 @@ TEST_SUBSETS = [("test_snr0", 0.0, "noise"), ("test_snr0", 0.0, "music"), ("test
                 ("test_snr5", 5.0, "music"), ("test_snr10", 10.0, "noise"), ("test_snr10", 10.0, "music")]
 
 
+def seal_store(store: Path) -> None:
+    """Write the manifest a build would (table checksum, every shard's size), so that the
+    store opens; call again after changing the table on purpose."""
+    shards = [{"name": p.stem, "path": f"shards/{p.name}", "bytes": p.stat().st_size}
+              for p in sorted((store / "shards").glob("*.tar"))]
+    manifest = {"format": STORE_FORMAT, "table": {"file": "metadata.parquet", "sha256": sha256_file(store / "metadata.parquet")},
+                "shards": shards, "samples": pq.read_metadata(store / "metadata.parquet").num_rows}
+    (store / "manifest.json").write_text(json.dumps(manifest))
+
+
+def score_store(store, metric, **kwargs) -> list[Path]:
+    return [p for r in run_scoring(store, metric, **kwargs) for p in r.paths]
+
+
 def build_store(store: Path, seed: int = 0, n_train: int = 24, n_val: int = 6, n_test: int = 6,
                 nan_keys: tuple[str, ...] = (), shuffle: bool = False) -> pa.Table:
     """A store with real tar shards (random FLAC-sized payloads) and its metadata.parquet."""
@@ -241,6 +252,7 @@ def build_store(store: Path, seed: int = 0, n_train: int = 24, n_val: int = 6, n
     if shuffle:
         table = table.take(pa.array(rng.permutation(n)))
     pq.write_table(table, store / "metadata.parquet")
+    seal_store(store)
     (store / "payloads.json").write_text(json.dumps({k: v.hex() for k, v in payloads.items()}))
     return table
 
@@ -266,7 +278,7 @@ def test_score_store_writes_json_parquet_png(store, scored):
         assert [p.name for p in paths] == [f"stoi-{quant}-k5.json", f"stoi-{quant}-k5.parquet", f"stoi-{quant}-k5.png"]
         assert all(p.parent == store / "levels" and p.stat().st_size > 0 for p in paths)
         assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        index = load_level_index(paths[0])
+        index = open_level_index(paths[0])
         assert index.groups == ["train", "validation", "test_snr0", "test_snr5", "test_snr10", "test_unseen"]
         table = render_level_table(index.summary)
         assert table.splitlines()[0].startswith(f"stoi / {quant} / K=5") and len(table.splitlines()) == 5 + 3
@@ -306,7 +318,7 @@ def test_nan_metrics_are_left_out_and_counted(store, scored):
                                       "test_snr10": 0, "test_unseen": 0}
         assert summary["fit"] == {"subset": "superset", "split": "train", "count": n_train - 2, "missing": 2}
         assert summary["quantizer"]["fitted"]["n_fit_"] == n_train - 2
-        index = load_level_index(result.paths[0])
+        index = open_level_index(result.paths[0])
         listed = [k for g in index.groups for lv in range(1, 6) for k in index.members(g, lv).key]
         assert "utt000-b03-noise" not in listed and "utt031-test_snr5-music" not in listed
         assert "utt031-test_snr5-noise" in listed
@@ -322,8 +334,9 @@ def test_index_entries_resolve_to_the_right_samples(store, scored):
     by_key = {row["key"]: row for row in table.to_pylist()}
     payloads = json.loads((store / "payloads.json").read_text())
     for result in scored.values():
-        index = load_level_index(result.paths[0])
-        quantizer = index.quantizer()
+        index = open_level_index(result.paths[0])
+        quantizer = quantizer_from_dict(index.summary["quantizer"])
+        reader = open_store(store)
         for group in index.groups:
             counts = index.counts(group)
             for level in range(1, index.n_levels + 1):
@@ -332,11 +345,13 @@ def test_index_entries_resolve_to_the_right_samples(store, scored):
                 assert members.key == sorted(members.key)
                 for i, key in enumerate(members.key):
                     row = by_key[key]
-                    assert (members.shard[i], int(members.flac_offset[i]), int(members.flac_size[i])) == (
-                        row["shard"], row["flac_offset"], row["flac_size"])
                     assert (members.label[i], members.utt_id[i]) == (row["label"], row["utt_id"])
-                    data = read_flac_bytes(store, members.shard[i], members.flac_offset[i], members.flac_size[i])
-                    assert data.hex() == payloads[key]
+                    assert members.value[i] == row["stoi"]
+                # the store reads each member's audio bytes through the level members
+                clips = reader.clips(members)
+                assert [clips.read_bytes(i).hex() for i in range(len(clips))] == [payloads[k] for k in members.key]
+                for i, key in enumerate(members.key):
+                    row = by_key[key]
                     if group != "train" or result.summary["quant"] == "gmm":
                         # outside the uniform train ranking, levels come from the saved quantizer
                         assert quantizer.predict([row["stoi"]])[0] == level
@@ -390,6 +405,7 @@ def test_pesq_failure_value_is_left_out(tmp_path):
     pesq[np.flatnonzero(np.array(table["subset"].to_pylist()) == "superset")[:3]] = -1.0
     table = table.set_column(table.schema.get_field_index("pesq"), "pesq", pa.array(pesq))
     pq.write_table(table, tmp_path / "demo" / "metadata.parquet")
+    seal_store(tmp_path / "demo")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LevelSizeWarning)
         (result,) = run_scoring(tmp_path / "demo", "pesq", quant="uniform")
@@ -400,7 +416,7 @@ def test_user_errors_raise_input_error(tmp_path, store):
     with pytest.raises(InputError, match="store directory not found"):
         score_store(tmp_path / "missing", "stoi")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="metadata.parquet"):
+    with pytest.raises(StoreError, match="no manifest.json"):
         score_store(tmp_path / "empty", "stoi")
     with pytest.raises(InputError, match="--metric"):
         score_store(store, "sisdr")
@@ -412,16 +428,18 @@ def test_user_errors_raise_input_error(tmp_path, store):
     all_nan.mkdir()
     idx = table.schema.get_field_index("stoi")
     pq.write_table(table.set_column(idx, "stoi", pa.array(np.full(table.num_rows, np.nan))), all_nan / "metadata.parquet")
+    seal_store(all_nan)
     with pytest.raises(InputError, match="no finite 'stoi'"):
         score_store(all_nan, "stoi")
     no_column = tmp_path / "no_column"
     no_column.mkdir()
     pq.write_table(table.drop_columns(["fwsnrseg"]), no_column / "metadata.parquet")
+    seal_store(no_column)
     with pytest.raises(InputError, match="missing column.*fwsnrseg"):
         score_store(no_column, "fwsnrseg")
     with pytest.raises(InputError, match="not a level index"):
         (tmp_path / "bad.json").write_text("{}")
-        load_level_index(tmp_path / "bad.json")
+        open_level_index(tmp_path / "bad.json")
 
 
 def test_cli_prints_the_table_and_exits_2_on_user_errors(store, tmp_path):
@@ -443,3 +461,39 @@ def test_cli_prints_the_table_and_exits_2_on_user_errors(store, tmp_path):
     assert (tmp_path / "fwsnrseg-uniform-k4.png").is_file()
     missing = runner.invoke(app, ["score", str(tmp_path / "nope"), "--metric", "stoi"])
     assert missing.exit_code == 2 and "error: " in missing.output
+
+
+def test_a_store_that_does_not_match_its_manifest_is_refused(tmp_path):
+    build_store(tmp_path / "demo")
+    run_scoring(tmp_path / "demo", "stoi", quant="uniform", plot=False)  # sound: scores
+    table = pq.read_table(tmp_path / "demo" / "metadata.parquet")
+    pq.write_table(table.slice(1), tmp_path / "demo" / "metadata.parquet")  # a row lost after the build
+    with pytest.raises(StoreError, match="metadata.parquet differs.*prep verify"):
+        run_scoring(tmp_path / "demo", "stoi", quant="uniform", plot=False)
+    build_store(tmp_path / "demo")
+    shard = sorted((tmp_path / "demo" / "shards").glob("*.tar"))[0]
+    shard.unlink()
+    with pytest.raises(StoreError, match=f"{shard.name} is missing"):
+        run_scoring(tmp_path / "demo", "stoi", quant="uniform", plot=False)
+
+
+def test_level_members_file_is_checked_and_read_by_level(store, scored):
+    index = open_level_index(scored["gmm"].paths[0])
+    whole = index.assignments()
+    for group in index.groups:
+        for level in range(1, index.n_levels + 1):
+            members = index.members(group, level)
+            expected = whole.filter(pa.compute.and_(pa.compute.equal(whole["group"], group),
+                                                    pa.compute.equal(whole["level"], level)))
+            assert sorted(members.key) == sorted(expected["key"].to_pylist()) == members.key
+    document = json.loads(index.path.read_text())
+    assert "members" not in document and document["members_rows"] == whole.num_rows
+    assert len(index.path.read_bytes()) < 20_000  # the JSON holds no members, whatever the store size
+    damaged = tmp_path_copy = index.path.parent / "copy"
+    damaged.mkdir(exist_ok=True)
+    for path in scored["gmm"].paths[:2]:
+        (tmp_path_copy / path.name).write_bytes(path.read_bytes())
+    members_copy = tmp_path_copy / scored["gmm"].paths[1].name
+    pq.write_table(pq.read_table(members_copy).slice(1), members_copy)
+    with pytest.raises(InputError, match="sha256 differs"):
+        open_level_index(tmp_path_copy / scored["gmm"].paths[0].name)

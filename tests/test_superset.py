@@ -16,13 +16,16 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
+from mixer.cli import app
 from mixer.mixing import FULL_SCALE, fit_noise, mix_at_snr, quantize_pcm16
-from mixer.records import InputError, NoiseFile, Utterance
+from mixer.plan import SupersetOptions, TestsetOptions, plan_superset, plan_testsets
+from mixer.records import NoiseFile, Utterance
 from shards import store as st
-from shards.cli import app
-from shards.plan import SupersetOptions, TestsetOptions, plan_superset, plan_testsets
+from shards.atomic import sha256_file
+from shards.errors import InputError
+from shards.reader import decode_flac, open_store
 from shards.verify import verify_store
-from shards.writer import decode_flac, sha256_file
+from shards.vocab import MANIFEST, REJECTS, TABLE
 
 runner = CliRunner()
 SR = 16000
@@ -166,7 +169,7 @@ def test_plan_needs_both_noise_types():
 def test_build_writes_shards_table_manifest_and_verifies(tiny):
     _, _, store, output = tiny
     assert "samples/s" in output and "rejects           0 " in output and "PESQ failures     0 " in output
-    table = pq.read_table(store / st.TABLE).to_pydict()
+    table = pq.read_table(store / TABLE).to_pydict()
     subsets = table["subset"]
     # 4 train + 2 validation utterances: clean once each, 2 bins x 2 types = 4 mixes each
     assert subsets.count("clean") == 6 and subsets.count("superset") == 24
@@ -176,7 +179,7 @@ def test_build_writes_shards_table_manifest_and_verifies(tiny):
         assert 0.0 <= table["stoi"][i] <= 1.0
         assert np.isfinite(table["pesq"][i]) and np.isfinite(table["fwsnrseg"][i])
         assert abs(table["snr_achieved"][i] - table["snr_target"][i]) < 0.05
-    manifest = json.loads((store / st.MANIFEST).read_text())
+    manifest = json.loads((store / MANIFEST).read_text())
     assert manifest["samples"] == 30 and manifest["corpus"] == "msp"
     assert manifest["stages"]["superset"]["options"]["bins"] == 2
     assert all(len(s["sha256"]) == 64 for s in manifest["shards"])
@@ -190,7 +193,7 @@ def test_shards_read_back_with_webdataset_and_offsets(tiny):
     import webdataset as wds
 
     _, _, store, _ = tiny
-    table = pq.read_table(store / st.TABLE).to_pylist()
+    table = pq.read_table(store / TABLE).to_pylist()
     by_key = {r["key"]: r for r in table}
     seen = 0
     for path in sorted((store / "shards").glob("superset-*.tar")):
@@ -221,7 +224,7 @@ def test_same_seed_same_bytes_whatever_the_number_of_workers(tiny, tmp_path):
     result = runner.invoke(app, superset_cmd(msp, musan, tmp_path, "--jobs", "2"))
     assert result.exit_code == 0, result.output
     assert shard_digests(tmp_path / "msp") == shard_digests(store)
-    assert (tmp_path / "msp" / st.TABLE).read_bytes() == (store / st.TABLE).read_bytes()
+    assert (tmp_path / "msp" / TABLE).read_bytes() == (store / TABLE).read_bytes()
 
 
 def test_rerun_skips_complete_shards(tiny):
@@ -235,7 +238,7 @@ def test_rerun_skips_complete_shards(tiny):
 
 def test_killed_build_resumes_to_the_same_bytes(tiny, tmp_path):
     msp, musan, store, _ = tiny
-    cmd = [sys.executable, "-m", "shards.cli", *superset_cmd(msp, musan, tmp_path, "--jobs", "1")]
+    cmd = [sys.executable, "-m", "mixer.cli", *superset_cmd(msp, musan, tmp_path, "--jobs", "1")]
     proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     shards_dir = tmp_path / "msp" / "shards"
@@ -299,15 +302,15 @@ def test_bad_audio_goes_to_rejects_and_the_build_goes_on(tmp_path):
     result = runner.invoke(app, superset_cmd(msp, musan, tmp_path / "out", "--jobs", "1", "--metrics", "stoi"))
     assert result.exit_code == 0, result.output
     store = tmp_path / "out" / "msp"
-    rejects = list(csv.DictReader(open(store / st.REJECTS)))
+    rejects = list(csv.DictReader(open(store / REJECTS)))
     reasons = {Path(r["file"]).name: r["reason"] for r in rejects}
     assert audios[0].name in reasons and audios[1].name in reasons
     assert "silent" in reasons[audios[1].name]
     assert audios[2].name not in reasons  # resampled and downmixed, kept
-    table = pq.read_table(store / st.TABLE).to_pydict()
+    table = pq.read_table(store / TABLE).to_pydict()
     assert set(table["utt_id"]) == {"tiny_Train_02", "tiny_Train_03", "tiny_Validation_00"}
     assert "rejects           2 " in result.output
-    manifest = json.loads((store / st.MANIFEST).read_text())
+    manifest = json.loads((store / MANIFEST).read_text())
     assert manifest["stages"]["superset"]["totals"]["rejects"] == 2
     assert verify_store(store)[0] == []
 
@@ -334,24 +337,27 @@ def test_label_file_without_expected_columns_stops_at_once(tmp_path):
 def test_level_index_entries_resolve_to_their_samples(tiny, tmp_path, metric):
     import shutil
 
-    from scoring.levels import load_level_index, read_flac_bytes
-
     _, _, store, _ = tiny
     copy = tmp_path / "msp"
     shutil.copytree(store, copy)
     result = runner.invoke(app, ["score", str(copy), "--metric", metric, "--quant", "uniform", "--levels", "3",
                                  "--min-per-level", "1"])
     assert result.exit_code == 0, result.output
-    index = load_level_index(copy / "levels" / f"{metric}-uniform-k3.json")
-    table = {r["key"]: r for r in pq.read_table(copy / st.TABLE).to_pylist()}
+    reader = open_store(copy)
+    index = reader.level_index(metric, "uniform")
+    assert index.path == copy / "levels" / f"{metric}-uniform-k3.json"
+    table = {r["key"]: r for r in pq.read_table(copy / TABLE).to_pylist()}
     members = [index.members("train", level) for level in (1, 2, 3)]
     assert sum(len(m) for m in members) == 16  # every train mix has a level
     level_means = []
     for m in members:
         values = []
-        for key, shard, offset, size, label in zip(m.key, m.shard, m.flac_offset, m.flac_size, m.label):
-            wav = decode_flac(read_flac_bytes(copy, shard, offset, size))
+        clips = reader.clips(m)
+        by_key = reader.read_audio(m.key)
+        for i, (key, label) in enumerate(zip(m.key, m.label)):
+            wav = clips.audio(i)
             assert wav.size == table[key]["num_samples"] and label == table[key]["label"]
+            assert np.array_equal(wav, by_key[i])
             values.append(table[key][metric])
         level_means.append(np.mean(values))
     assert level_means[0] > level_means[1] > level_means[2]  # level 1 = least distorted
@@ -364,7 +370,7 @@ def test_mix_pesq_cannot_score_stores_nan_and_the_reason(tmp_path):
     result = runner.invoke(app, superset_cmd(msp, musan, tmp_path / "out", "--jobs", "1"))
     assert result.exit_code == 0, result.output
     assert "PESQ failures     4 " in result.output  # 2 bins x 2 noise types of the short one
-    rows = [r for r in pq.read_table(tmp_path / "out" / "msp" / st.TABLE).to_pylist() if r["subset"] == "superset"]
+    rows = [r for r in pq.read_table(tmp_path / "out" / "msp" / TABLE).to_pylist() if r["subset"] == "superset"]
     failed = [r for r in rows if r["utt_id"] == short.stem]
     assert len(failed) == 4 and all(np.isnan(r["pesq"]) and "pesq:" in r["errors"] for r in failed)
     assert all(np.isfinite(r["pesq"]) and r["errors"] == "" for r in rows if r["utt_id"] != short.stem)
@@ -387,11 +393,11 @@ def test_meld_superset_from_mp4_media_with_broken_and_missing_files(tmp_path):
                                  "--out", str(tmp_path / "out"), "--bins", "1", "--metrics", "stoi", "--jobs", "1", "-q"])
     assert result.exit_code == 0, result.output
     store = tmp_path / "out" / "meld"
-    reasons = {Path(r["file"]).name: r["reason"] for r in csv.DictReader(open(store / st.REJECTS))}
+    reasons = {Path(r["file"]).name: r["reason"] for r in csv.DictReader(open(store / REJECTS))}
     assert "unreadable media" in reasons["dia1_utt0.mp4"]  # broken: found when decoding
     assert "media file not found" in reasons["dia1_utt1.mp4"]  # missing: found when listing
     assert "surprise" in reasons["dia0_utt2.mp4"]
-    table = pq.read_table(store / st.TABLE).to_pydict()
+    table = pq.read_table(store / TABLE).to_pydict()
     assert sorted(set(table["utt_id"])) == ["dev_dia0_utt0", "train_dia0_utt0", "train_dia0_utt1"]
     assert table["subset"].count("superset") == 3 * 2
     assert verify_store(store)[0] == []

@@ -33,9 +33,30 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _read_audio_file(path: Path):
+    """A loose audio file as 16 kHz mono float32 (the trainer reads stores, not corpora:
+    corpus media such as mp4 go through ``prep``). ValueError says why a file is unusable."""
+    import numpy as np
+    import soundfile as sf
+    import soxr
+
+    from shards.vocab import SAMPLE_RATE
+
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise ValueError(f"not readable as audio ({exc})") from None
+    wav = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if not np.all(np.isfinite(wav)):
+        raise ValueError("audio holds NaN or infinite samples")
+    if sr != SAMPLE_RATE:
+        wav = soxr.resample(wav, sr, SAMPLE_RATE, quality="HQ")
+    return np.ascontiguousarray(wav, dtype=np.float32)
+
+
 @app.command("features")
 def features_command(
-    files: List[Path] = typer.Argument(..., help="Audio files (any format mixer.audio reads; resampled to 16 kHz mono).", show_default=False),
+    files: List[Path] = typer.Argument(..., help="Audio files soundfile reads (wav, flac, ogg, ...); resampled to 16 kHz mono.", show_default=False),
     features: FrontEndName = typer.Option(FrontEndName.logmel, "--features", help="Front end: logmel (80 log mel bands, no download) or vqwav2vec (needs --checkpoint)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="fairseq wav2vec / vq-wav2vec checkpoint (vq-wav2vec_kmeans.pt) for --features vqwav2vec."),
     out: Path = typer.Option(Path("features"), "--out", help="Directory for one <name>.npy of shape (frames, dims) per input file."),
@@ -47,7 +68,6 @@ def features_command(
     import torch
     from tqdm import tqdm
 
-    from mixer.audio import AudioError, load_audio
     from trainer.features import FeatureError, build_front_end
 
     stems: dict[str, Path] = {}
@@ -72,10 +92,10 @@ def features_command(
         wavs = []
         for path in chunk:
             try:
-                wav = load_audio(path)
-            except AudioError as exc:
+                wav = _read_audio_file(path)
+            except ValueError as exc:
                 progress.close()
-                _fail(f"{path}: {exc.reason}")
+                _fail(f"{path}: {exc}")
             if len(wav) < front_end.min_samples:
                 progress.close()
                 _fail(

@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shards.vocab import SAMPLE_RATE
 from trainer._errors import FeatureError
 
-SAMPLE_RATE = 16000
 FRONT_ENDS = ("logmel", "vqwav2vec")
 
 __all__ = [

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..audio import AudioError, audio_info
-from ..records import InputError, NoiseFile, Reject, safe_id
+from shards.errors import InputError
+from ..records import NoiseFile, Reject, safe_id
 
 #: Extensions the noise adapters read; all go through soundfile (libsndfile >= 1.1 reads mp3),
 #: which ``read_segment`` needs to cut noise without decoding whole files.

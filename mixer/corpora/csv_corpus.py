@@ -17,7 +17,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..records import EMOTIONS, InputError, Reject, Utterance, safe_id
+from shards.errors import InputError
+
+from shards.vocab import EMOTIONS
+
+from ..records import Reject, Utterance, safe_id
 from ._common import read_label_csv, row_place
 
 LABEL_ALIASES = {

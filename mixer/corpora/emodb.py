@@ -19,7 +19,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..records import InputError, Reject, Utterance
+from shards.errors import InputError
+
+from ..records import Reject, Utterance
 from ._common import require_dir
 
 EMOTION_LETTERS = {"W": "angry", "F": "happy", "N": "neutral", "T": "sad"}

@@ -17,7 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..records import InputError, NoiseFile, Reject, safe_id
+from shards.errors import InputError
+
+from ..records import NoiseFile, Reject, safe_id
 from ._common import index_files, noise_records, read_label_csv, require_dir, row_place
 
 REQUIRED_COLUMNS = ("filename", "fold", "category")

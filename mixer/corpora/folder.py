@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..records import NOISE_KINDS, InputError, NoiseFile, Reject, safe_id
+from shards.errors import InputError
+
+from shards.vocab import NOISE_KINDS
+
+from ..records import NoiseFile, Reject, safe_id
 from ._common import SOUNDFILE_EXTENSIONS, index_files, noise_records, require_dir
 
 UNSUPPORTED_CONTAINERS = (".mp4", ".m4a", ".aac", ".opus", ".webm", ".mkv", ".mov", ".wma")

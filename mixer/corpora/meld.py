@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..records import InputError, Reject, Utterance
+from shards.errors import InputError
+
+from ..records import Reject, Utterance
 from ._common import index_files, read_label_csv, require_dir, row_place
 
 EMOTION_NAMES = {"anger": "angry", "joy": "happy", "neutral": "neutral", "sadness": "sad"}

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..records import InputError, Reject, Utterance, safe_id
+from shards.errors import InputError
+
+from ..records import Reject, Utterance, safe_id
 from ._common import index_files, read_label_csv, require_dir, row_place
 
 CLASS_CODES = {"A": "angry", "H": "happy", "N": "neutral", "S": "sad"}

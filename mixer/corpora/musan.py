@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..records import InputError, NoiseFile, Reject
+from shards.errors import InputError
+
+from ..records import NoiseFile, Reject
 from ._common import list_audio, noise_records, require_dir, unique_ids
 
 MUSAN_KINDS = ("noise", "music", "speech")

@@ -15,8 +15,10 @@ from typing import Optional
 
 import typer
 
-from mixer.records import InputError
 from scoring.cli_score import score
+from shards.errors import InputError
+from shards.verify import verify
+from shards.vocab import METRICS as ALL_METRICS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="metricaug data preparation: mix, score and shard an emotion corpus.")
@@ -69,21 +71,22 @@ def _load_noise(kind: str, root: Optional[Path], option: str):
 
 
 def _default_noise_root(corpus: str, root: Optional[Path], noise_root: Optional[Path], name: str) -> Optional[Path]:
+    """The noise root a stage uses: the user's, or for the demo corpus its own stand-in."""
     if noise_root is None and corpus == "demo" and root is not None:
-        return root / name
+        from mixer.corpora.demo import default_noise_root
+
+        return default_noise_root(root, name)
     return noise_root
 
 
 def _metric_list(metrics: str) -> tuple[str, ...]:
-    from scoring.metrics import METRICS as ALL_METRICS
-
     return _split_list(metrics, ALL_METRICS, "--metrics") if metrics else ()
 
 
 def _build_and_report(store: Path, stage: str, tasks, info: dict, rejects: list[dict],
                       jobs: int, backend: str, scheduler: Optional[str], quiet: bool) -> None:
     """Run one stage; a user's mistake or Ctrl-C ends with one line, never a traceback."""
-    from shards.build import run_stage
+    from mixer.build import run_stage
 
     try:
         summary = run_stage(store, stage, tasks, info, rejects, jobs=jobs, backend=backend,
@@ -118,7 +121,7 @@ def demo_corpus(
 ):
     """Write the built-in synthetic demo corpus: speech in the MSP-Podcast layout, MUSAN-layout
     noise and music, and an ESC-50-layout unseen-noise folder."""
-    from mixer.corpora.demo import write_demo_corpus
+    from mixer.demo_corpus import write_demo_corpus
 
     try:
         per_split = (utterances_per_class, max(utterances_per_class // 4, 1), max(utterances_per_class // 4, 1))
@@ -150,7 +153,7 @@ def superset(
 ):
     """Mix every train and validation utterance with noise and music in every SNR bin (30N),
     score every mix and write WebDataset shards, the metadata table and the manifest."""
-    from shards.plan import SupersetOptions, plan_clean, plan_superset
+    from mixer.plan import SupersetOptions, plan_clean, plan_superset
 
     try:
         opts = SupersetOptions(snr_min=snr_min, snr_max=snr_max, bins=bins,
@@ -158,7 +161,8 @@ def superset(
                                utts_per_shard=max(utts_per_shard, 1), seed=seed,
                                metrics=_metric_list(metrics))
         utts, rejects = _load_corpus(corpus, root, limit)
-        noises, noise_rejects = _load_noise("musan", _default_noise_root(corpus, root, noise_root, "musan"), "--noise-root")
+        noise_root = _default_noise_root(corpus, root, noise_root, "musan")
+        noises, noise_rejects = _load_noise("musan", noise_root, "--noise-root")
         train_val = [u for u in utts if u.split in ("train", "validation")]
         if not train_val:
             fail(f"{root}: no train or validation utterances")
@@ -189,7 +193,7 @@ def testsets(
 ):
     """Write the test sets: clean; MUSAN noise and music at exactly 0, 5 and 10 dB; ESC-50
     noise at an SNR uniform in [0, 30] (unseen)."""
-    from shards.plan import TestsetOptions, plan_clean, plan_testsets
+    from mixer.plan import TestsetOptions, plan_clean, plan_testsets
 
     try:
         try:
@@ -202,7 +206,8 @@ def testsets(
             fail(f"{root}: no test utterances")
         opts = TestsetOptions(snrs=snr_values, utts_per_shard=max(utts_per_shard, 1), seed=seed, splits=test_splits,
                               metrics=_metric_list(metrics))
-        noises, noise_rejects = _load_noise("musan", _default_noise_root(corpus, root, noise_root, "musan"), "--noise-root")
+        noise_root = _default_noise_root(corpus, root, noise_root, "musan")
+        noises, noise_rejects = _load_noise("musan", noise_root, "--noise-root")
         unseen_root = _default_noise_root(corpus, root, unseen_root, "esc50")
         unseen, unseen_rejects = ([], []) if unseen_root is None else _load_noise("esc50", unseen_root, "--unseen-root")
         if unseen_root is None:
@@ -218,24 +223,7 @@ def testsets(
                       jobs, backend, scheduler, quiet)
 
 
-@app.command("verify")
-def verify(store: Path = typer.Argument(..., help="A store folder, OUT/<corpus>."), quiet: bool = QUIET):
-    """Check every shard's checksum and sample count, and that every table row has its audio.
-    Exit code 0: sound; 1: problems (listed); 2: not a store."""
-    from shards.verify import verify_store
-
-    try:
-        problems, counts = verify_store(store, progress=not quiet)
-    except InputError as exc:
-        fail(str(exc))
-    for p in problems:
-        typer.echo(f"FAIL {p}")
-    status = "FAILED" if problems else "OK"
-    typer.echo(f"{status}: {counts['shards']} shards, {counts['samples']} samples, {len(problems)} problems ({store})")
-    if problems:
-        raise typer.Exit(1)
-
-
+app.command("verify")(verify)
 app.command("score")(score)
 
 

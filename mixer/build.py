@@ -8,7 +8,6 @@ the corpus size.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import resource
 import sys
@@ -20,13 +19,13 @@ import numpy as np
 
 from mixer.audio import AudioError, load_audio, read_segment
 from mixer.mixing import MixError, fit_noise, mix_at_snr, quantize_pcm16
-from mixer.records import InputError
+from mixer.plan import MixSpec, ShardTask
+from scoring.metrics import score_mixes
 from shards import store as st
-from shards.plan import MixSpec, ShardTask
-from shards.writer import ShardWriter, encode_flac, encode_json, write_json_atomic
-
-SAMPLE_RATE = 16000
-METRIC_COLUMNS = ("stoi", "pesq", "fwsnrseg")
+from shards.atomic import write_json_atomic
+from shards.errors import InputError
+from shards.vocab import METRICS, SAMPLE_RATE, SHARDS_DIR, shard_path, shard_relpath
+from shards.writer import ShardWriter, encode_flac, encode_json
 
 
 def read_noise(spec: MixSpec, num_samples: int) -> tuple[np.ndarray, int]:
@@ -43,9 +42,7 @@ def read_noise(spec: MixSpec, num_samples: int) -> tuple[np.ndarray, int]:
 
 def _score(clean: np.ndarray, mixes: list[np.ndarray], metrics: tuple[str, ...]) -> list[dict]:
     if not metrics or not mixes:
-        return [{"stoi": np.nan, "pesq": np.nan, "fwsnrseg": np.nan, "errors": ""} for _ in mixes]
-    from scoring.metrics import score_mixes
-
+        return [{**{m: np.nan for m in METRICS}, "errors": ""} for _ in mixes]
     return score_mixes(clean, mixes, fs=SAMPLE_RATE, metrics=metrics)
 
 
@@ -61,8 +58,8 @@ def build_shard(store_dir: str, task: ShardTask) -> dict:
 
 def _build_shard(store: Path, task: ShardTask) -> dict:
     started = time.perf_counter()
-    rel_shard = f"shards/{task.name}.tar"
-    writer = ShardWriter(st.shard_path(store, task.name))
+    rel_shard = shard_relpath(task.name)
+    writer = ShardWriter(shard_path(store, task.name))
     rows: list[dict] = []
     rejects: list[dict] = []
     try:
@@ -80,7 +77,7 @@ def _build_shard(store: Path, task: ShardTask) -> dict:
             if not job.mixes:
                 samples = [(utt.utt_id, clean, {**base, "noise_type": "", "noise_file": "", "noise_offset": -1,
                             "snr_bin": -1, "snr_target": np.nan, "snr_achieved": np.nan, "noise_gain": 0.0,
-                            "gain": 1.0, "stoi": np.nan, "pesq": np.nan, "fwsnrseg": np.nan, "errors": ""})]
+                            "gain": 1.0, **{m: np.nan for m in METRICS}, "errors": ""})]
             else:
                 made = []
                 for spec in job.mixes:
@@ -96,7 +93,7 @@ def _build_shard(store: Path, task: ShardTask) -> dict:
                     fields = {**base, "noise_type": spec.noise_type, "noise_file": spec.noise_id,
                               "noise_offset": offset, "snr_bin": spec.snr_bin, "snr_target": spec.snr_target,
                               "snr_achieved": mix.snr_achieved, "noise_gain": mix.noise_gain, "gain": mix.gain,
-                              **{m: float(score[m]) for m in METRIC_COLUMNS}, "errors": score["errors"]}
+                              **{m: float(score[m]) for m in METRICS}, "errors": score["errors"]}
                     samples.append((spec.key, mix.wav, fields))
             for key, wav, fields in samples:
                 where = writer.add(key, {"flac": encode_flac(wav, SAMPLE_RATE), "json": encode_json(fields)})
@@ -193,11 +190,9 @@ def run_stage(store: Path, stage: str, tasks: list[ShardTask], stage_info: dict,
     summary = BuildSummary()
     started = time.perf_counter()
     with st.store_lock(store):
-        (store / "shards").mkdir(parents=True, exist_ok=True)
-        (store / "plans").mkdir(exist_ok=True)
+        (store / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
         st.remove_stale_temporaries(store)
-        write_json_atomic(store / "plans" / f"{stage}.json", {
-            **stage_info, "shards": [t.name for t in tasks], "prepare_rejects": prepare_rejects})
+        st.write_plan(store, stage, {**stage_info, "shards": [t.name for t in tasks], "prepare_rejects": prepare_rejects})
         pending = [t for t in tasks if not st.shard_is_complete(store, t.name, t.fingerprint())]
         summary.shards_reused = len(tasks) - len(pending)
         # big shards first keeps both workers busy to the end
@@ -216,57 +211,6 @@ def run_stage(store: Path, stage: str, tasks: list[ShardTask], stage_info: dict,
             raise
         finally:
             bar.close()
-        summary.stage = finalize_store(store)["stages"][stage]["totals"]
+        summary.stage = st.finalize_store(store, package_versions())["stages"][stage]["totals"]
     summary.wall_s = time.perf_counter() - started
     return summary
-
-
-def finalize_store(store: Path) -> dict:
-    """Rewrite metadata.parquet, rejects.csv and manifest.json from every stage's plan.
-    Deterministic: the same shards give the same files. Rows are turned into a columnar
-    table shard by shard, so a million-row store never sits in memory as Python dicts."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    plans = {p.stem: json.loads(p.read_text()) for p in sorted((store / "plans").glob("*.json"))}
-    tables, rejects, shards = [], [], []
-    stage_totals = {}
-    for stage, plan in plans.items():
-        stage_rejects = [(r["file"], r["reason"]) for r in plan.get("prepare_rejects", [])]
-        totals = {"samples": 0, "pesq_failures": 0, "shards_built": 0, "shards_planned": len(plan["shards"])}
-        for name in plan["shards"]:
-            part = st.read_rows(store, name)
-            if part is None or not st.shard_path(store, name).is_file():
-                continue  # not built yet (an interrupted stage): verify reports it
-            table = st.rows_to_table(part["rows"])
-            tables.append(table)
-            stage_rejects += [(r["file"], r["reason"]) for r in part["rejects"]]
-            totals["samples"] += table.num_rows
-            if "pesq" in part["metrics"]:
-                failed = pc.and_(pc.is_nan(table["pesq"]), pc.not_equal(table["subset"], "clean"))
-                totals["pesq_failures"] += int(pc.sum(failed).as_py() or 0)
-            totals["shards_built"] += 1
-            shards.append({"name": name, "path": f"shards/{name}.tar", "stage": stage, "subset": part["subset"],
-                           "split": part["split"], "samples": part["samples"], "sha256": part["sha256"],
-                           "bytes": part["bytes"]})
-        totals["rejects"] = len(set(stage_rejects))
-        stage_totals[stage] = totals
-        rejects += stage_rejects
-    table = pa.concat_tables(tables) if tables else st.rows_to_table([])
-    st.write_table(store, table)
-    st.write_rejects(store, [{"file": f, "reason": r} for f, r in rejects])
-    subsets = table.column("subset").to_pylist()
-    manifest = {
-        "format": "metricaug-store/1",
-        "corpus": next((p.get("corpus") for p in plans.values()), store.name),
-        "stages": {stage: {**{k: v for k, v in plan.items() if k not in ("shards", "prepare_rejects")},
-                           "totals": stage_totals[stage]} for stage, plan in plans.items()},
-        "versions": package_versions(),
-        "table": st.TABLE,
-        "rejects": {"file": st.REJECTS, "count": len(set(rejects))},
-        "samples": table.num_rows,
-        "samples_by_subset": {s: subsets.count(s) for s in sorted(set(subsets))},
-        "shards": sorted(shards, key=lambda s: s["name"]),
-    }
-    write_json_atomic(store / st.MANIFEST, manifest)
-    return manifest

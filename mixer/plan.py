@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mixer.records import InputError, NoiseFile, Utterance
+from shards.errors import InputError
 
-SUPERSET_SPLITS = ("train", "validation")
-CLEAN_SUBSET = "clean"
-SUPERSET_SUBSET = "superset"
-UNSEEN_SUBSET = "test_unseen"
+from mixer.records import NoiseFile, Utterance
+from shards.vocab import (
+    CLEAN_SUBSET, METRICS, SUPERSET_SPLITS, SUPERSET_SUBSET, UNSEEN_SUBSET, shard_name, snr_subset, snr_tag,
+)
 
 
 def rng_for(seed: int, *parts: str) -> np.random.Generator:
@@ -68,7 +68,7 @@ class SupersetOptions:
     bins: int = 15
     noise_types: tuple[str, ...] = ("noise", "music")
     utts_per_shard: int = 16
-    metrics: tuple[str, ...] = ("stoi", "pesq", "fwsnrseg")
+    metrics: tuple[str, ...] = METRICS
     seed: int = 0
 
 
@@ -81,7 +81,7 @@ class TestsetOptions:
     unseen_snr_min: float = 0.0
     unseen_snr_max: float = 30.0
     utts_per_shard: int = 16
-    metrics: tuple[str, ...] = ("stoi", "pesq", "fwsnrseg")
+    metrics: tuple[str, ...] = METRICS
     seed: int = 0
     splits: tuple[str, ...] = field(default=("test",))
 
@@ -110,7 +110,7 @@ def _mix_spec(rng: np.random.Generator, key: str, kind: str, files: list[NoiseFi
 
 def _shard(subset: str, split: str, jobs: list[UttJob], per_shard: int, metrics: tuple[str, ...]) -> list[ShardTask]:
     return [
-        ShardTask(f"{subset}-{split}-{i // per_shard:06d}", subset, split, tuple(jobs[i : i + per_shard]), metrics)
+        ShardTask(shard_name(subset, split, i // per_shard), subset, split, tuple(jobs[i : i + per_shard]), metrics)
         for i in range(0, len(jobs), per_shard)
     ]
 
@@ -152,15 +152,6 @@ def plan_superset(utts: list[Utterance], noises: list[NoiseFile], opts: Superset
     return tasks
 
 
-def _snr_tag(snr: float) -> str:
-    """An SNR as it appears in subset names and keys: 2.5 -> "2p5", -5 -> "m5"."""
-    return f"{snr:g}".replace(".", "p").replace("-", "m")
-
-
-def snr_subset(snr: float) -> str:
-    return f"test_snr{_snr_tag(snr)}"
-
-
 def plan_testsets(utts: list[Utterance], noises: list[NoiseFile], unseen: list[NoiseFile], opts: TestsetOptions) -> list[ShardTask]:
     """Seen noise at exact SNRs (one mix per noise type and SNR), and unseen noise at an SNR
     uniform in [unseen_snr_min, unseen_snr_max]. Clean test utterances live in the clean shards."""
@@ -173,7 +164,7 @@ def plan_testsets(utts: list[Utterance], noises: list[NoiseFile], unseen: list[N
             jobs = []
             for u in members:
                 rng = rng_for(opts.seed, subset, u.utt_id)
-                jobs.append(UttJob(u, tuple(_mix_spec(rng, f"{u.utt_id}__t{_snr_tag(snr)}db-{k}", k, by_type[k], snr) for k in opts.noise_types)))
+                jobs.append(UttJob(u, tuple(_mix_spec(rng, f"{u.utt_id}__t{snr_tag(snr)}db-{k}", k, by_type[k], snr) for k in opts.noise_types)))
             tasks += _shard(subset, split, jobs, opts.utts_per_shard, opts.metrics)
         if unseen_files:
             jobs = []

@@ -1,0 +1,66 @@
+"""The store's vocabulary: every name, constant and path pattern that a stored sample,
+the table or a file name depends on. Defined once here; every other package imports it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+#: Sample rate of all stored audio (and of every waveform the pipeline handles), in Hz.
+SAMPLE_RATE = 16000
+
+#: The four emotion classes of the paper, in label-index order.
+EMOTIONS: tuple[str, ...] = ("angry", "happy", "neutral", "sad")
+#: Canonical split names (MSP "Test1" -> "test", "Test2" -> "test2"; MELD "dev" -> "validation").
+SPLITS: tuple[str, ...] = ("train", "validation", "test", "test2")
+TRAIN, VALIDATION = "train", "validation"
+#: Noise kinds: MUSAN noise/music/speech, and "unseen" for test-only noise (ESC-50).
+NOISE_KINDS: tuple[str, ...] = ("noise", "music", "speech", "unseen")
+
+#: Distortion metrics stored per mix; each is a column of the table, higher = less distorted.
+METRICS: tuple[str, ...] = ("stoi", "pesq", "fwsnrseg")
+#: PESQ's failure value in the authors' code (pesq's on_error=RETURN_VALUES); treated as missing.
+PESQ_FAILED = -1.0
+
+#: Subsets (the ``subset`` column and the first part of a shard name).
+CLEAN_SUBSET = "clean"  # every utterance once, unmixed
+SUPERSET_SUBSET = "superset"  # the 30N mixes of train and validation
+UNSEEN_SUBSET = "test_unseen"  # test utterances with unseen (ESC-50) noise
+SUPERSET_SPLITS: tuple[str, ...] = (TRAIN, VALIDATION)
+
+# Files and folders of a store OUT/<corpus>/
+MANIFEST = "manifest.json"
+TABLE = "metadata.parquet"
+REJECTS = "rejects.csv"
+SHARDS_DIR = "shards"
+PLANS_DIR = "plans"
+LEVELS_DIR = "levels"
+LOCK = ".lock"
+STORE_FORMAT = "metricaug-store/1"
+
+
+def snr_tag(snr: float) -> str:
+    """An SNR as it appears in subset names and keys: 2.5 -> "2p5", -5 -> "m5"."""
+    return f"{snr:g}".replace(".", "p").replace("-", "m")
+
+
+def snr_subset(snr: float) -> str:
+    """The subset of a seen-noise test set at one exact SNR: ``test_snr5``."""
+    return f"test_snr{snr_tag(snr)}"
+
+
+def shard_name(subset: str, split: str, index: int) -> str:
+    return f"{subset}-{split}-{index:06d}"
+
+
+def shard_relpath(name: str) -> str:
+    """A shard's path relative to the store, as the table and manifest record it."""
+    return f"{SHARDS_DIR}/{name}.tar"
+
+
+def shard_path(store: Path, name: str) -> Path:
+    return Path(store) / SHARDS_DIR / f"{name}.tar"
+
+
+def levels_stem(metric: str, quant: str, n_levels: int) -> str:
+    """``levels/<stem>.json`` / ``.parquet`` / ``.png``: one quantizer's level index."""
+    return f"{metric}-{quant}-k{n_levels}"
