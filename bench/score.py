@@ -160,11 +160,13 @@ def write_v1_json(index_path: Path, out: Path) -> None:
 
 # Run in a fresh interpreter: imports first (baseline RSS), then open + fetch one level.
 _LOAD_PROBE = r"""
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, sys.argv[3])
 import numpy as np, pyarrow.parquet
 from shards.levelindex import open_level_index
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def hwm_kib():  # VmHWM belongs to this exec's address space (ru_maxrss can carry the parent's peak)
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+base = hwm_kib()
 t0 = time.perf_counter()
 if sys.argv[1] == "v1":
     doc = json.loads(open(sys.argv[2]).read())
@@ -177,7 +179,7 @@ else:
     members = index.members("train", 3)
     keys = members.key
     fetched = time.perf_counter()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = hwm_kib()
 print(json.dumps({"open_s": opened - t0, "total_s": fetched - t0, "members": len(keys), "rss_mib": (peak - base) / 1024}))
 """
 

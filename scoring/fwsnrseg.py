@@ -22,7 +22,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import fft as sp_fft
 
-__all__ = ["FwSnrSegReference", "fwsnrseg", "fwsnrseg_batch"]
+__all__ = ["FwSnrSegReference", "fwsnrseg"]
 
 EPS = np.finfo(np.float64).eps
 GAMMA = 0.2  # exponent of the clean band energy used as the weight
@@ -160,11 +160,3 @@ def fwsnrseg(
     if clean.shape != degraded.shape:
         raise ValueError(f"clean and degraded differ in shape: {clean.shape} vs {degraded.shape}")
     return FwSnrSegReference(clean, fs, frame_len, overlap).score(degraded)
-
-
-def fwsnrseg_batch(
-    clean: np.ndarray, degraded: Sequence[np.ndarray], fs: int, frame_len: float = 0.03,
-    overlap: float = 0.75,
-) -> np.ndarray:
-    """``[fwsnrseg(clean, y, fs) for y in degraded]`` with the clean-side work done once."""
-    return FwSnrSegReference(clean, fs, frame_len, overlap).score_many(degraded)

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils.validation import check_is_fitted
 
 #: Written into every saved quantizer; bump when the layout changes.
 QUANTIZER_FORMAT = "metricaug-quantizer/1"
@@ -49,32 +51,19 @@ def _check_n_levels(n_levels: int) -> int:
     return int(n_levels)
 
 
-class _QuantizerBase:
-    """Shared plumbing: hyper-parameter access, JSON I/O, fit_predict."""
+class _QuantizerBase(ClusterMixin, BaseEstimator):
+    """Shared plumbing: a scikit-learn estimator (``get_params``, ``set_params`` and
+    ``sklearn.base.clone`` come from ``BaseEstimator``; levels are cluster labels, as
+    ``ClusterMixin`` expects), JSON I/O and fit_predict."""
 
     #: Name used in file names, JSON and ``make_quantizer``.
     kind: str = ""
-    _param_names: tuple[str, ...] = ()
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {name: getattr(self, name) for name in self._param_names}
-
-    def set_params(self, **params: Any) -> "_QuantizerBase":
-        for name, value in params.items():
-            if name not in self._param_names:
-                raise ValueError(f"{type(self).__name__} has no parameter {name!r}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "n_fit_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted yet; call fit(values) first")
+        # sklearn's NotFittedError (a ValueError and AttributeError) names the estimator
+        check_is_fitted(self, "n_fit_")
 
-    def fit_predict(self, values: Any) -> np.ndarray:
+    def fit_predict(self, values: Any, y: Any = None) -> np.ndarray:
         return self.fit(values).predict(values)
 
     # -- JSON -------------------------------------------------------------------------
@@ -141,7 +130,6 @@ class UniformQuantizer(_QuantizerBase):
     """
 
     kind = "uniform"
-    _param_names = ("n_levels",)
 
     def __init__(self, n_levels: int = AUTHORS_N_LEVELS):
         self.n_levels = n_levels
@@ -174,7 +162,7 @@ class UniformQuantizer(_QuantizerBase):
         self.n_fit_ = int(n)
         return self
 
-    def fit_predict(self, values: Any) -> np.ndarray:
+    def fit_predict(self, values: Any, y: Any = None) -> np.ndarray:
         """Rank-based levels of ``values`` (equal counts, ties by input order)."""
         return self.fit(values).labels_.copy()
 
@@ -233,7 +221,6 @@ class GMMQuantizer(_QuantizerBase):
     """
 
     kind = "gmm"
-    _param_names = ("n_levels", "random_state", "max_iter")
 
     def __init__(
         self,
@@ -293,6 +280,7 @@ class GMMQuantizer(_QuantizerBase):
         return np.asarray(self.mixture_.predict(x.reshape(-1, 1)), dtype=np.int64)
 
     def predict(self, values: Any) -> np.ndarray:
+        self._check_fitted()
         return self.level_of_component_[self.predict_component(values)]
 
     def level_changes(self, low: float, high: float, n_points: int = 4096) -> np.ndarray:

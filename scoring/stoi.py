@@ -30,7 +30,7 @@ from scipy.signal import resample_poly
 
 from ._resample import BlockResampler
 
-__all__ = ["STOI_FS", "StoiReference", "stoi", "stoi_batch", "TOO_SHORT_VALUE"]
+__all__ = ["STOI_FS", "StoiReference", "stoi", "TOO_SHORT_VALUE"]
 
 STOI_FS = 10000  # internal sampling rate of STOI
 FRAME_LEN = 256  # analysis window, samples at 10 kHz
@@ -302,10 +302,3 @@ def stoi(clean: np.ndarray, degraded: np.ndarray, fs: int, extended: bool = Fals
     if clean.shape != degraded.shape:
         raise ValueError(f"clean and degraded differ in shape: {clean.shape} vs {degraded.shape}")
     return StoiReference(clean, fs, extended).score(degraded)
-
-
-def stoi_batch(
-    clean: np.ndarray, degraded: Sequence[np.ndarray], fs: int, extended: bool = False
-) -> np.ndarray:
-    """``[stoi(clean, y, fs, extended) for y in degraded]`` with the clean-side work done once."""
-    return StoiReference(clean, fs, extended).score_many(degraded)

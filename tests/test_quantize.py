@@ -497,3 +497,23 @@ def test_level_members_file_is_checked_and_read_by_level(store, scored):
     pq.write_table(pq.read_table(members_copy).slice(1), members_copy)
     with pytest.raises(InputError, match="sha256 differs"):
         open_level_index(tmp_path_copy / scored["gmm"].paths[0].name)
+
+
+@pytest.mark.parametrize("quant", ["uniform", "gmm"])
+def test_quantizers_are_scikit_learn_estimators(quant):
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    quantizer = make_quantizer(quant, n_levels=3)
+    with pytest.raises(NotFittedError):
+        quantizer.predict([0.5])
+    values = metric_like("stoi", 300)
+    fitted = quantizer.fit(values)
+    twin = clone(fitted)  # same hyper-parameters, no fitted state
+    assert twin.get_params() == fitted.get_params() and not hasattr(twin, "n_fit_")
+    assert np.array_equal(twin.fit(values).predict(values), fitted.predict(values))
+    twin.set_params(n_levels=4)
+    assert twin.fit(values).predict(values).max() == 4
+    with pytest.raises(ValueError):
+        twin.set_params(bins=4)
+    assert sorted(set(fitted.fit_predict(values).tolist())) == [1, 2, 3]
