@@ -84,11 +84,43 @@ def quick_check(store: Path, manifest: dict) -> list[str]:
     return problems
 
 
+class _OpenShards:
+    """Open shard files of this process, shared by every ClipSource and capped (least
+    recently used closed first): a store of thousands of shards read by K+1 sources in each
+    DataLoader worker stays far below the open-file limit."""
+
+    def __init__(self, cap: int = 128):
+        from collections import OrderedDict
+
+        self.cap = cap
+        # A forked DataLoader worker inherits these descriptors; reads use pread (no shared
+        # file offset), so parent and children can use the same ones safely.
+        self._files: "OrderedDict[str, int]" = OrderedDict()
+
+    def fd(self, path: str) -> int:
+        fd = self._files.get(path)
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            self._files[path] = fd
+            while len(self._files) > self.cap:
+                os.close(self._files.popitem(last=False)[1])
+        else:
+            self._files.move_to_end(path)
+        return fd
+
+    def close_all(self) -> None:
+        while self._files:
+            os.close(self._files.popitem()[1])
+
+
+_OPEN_SHARDS = _OpenShards()
+
+
 @dataclass
 class ClipSource:
     """Random access to the audio of a fixed list of samples, by position. Picklable and
-    cheap to send to DataLoader workers: it holds the store path and three arrays, and opens
-    each shard lazily once per process."""
+    cheap to send to DataLoader workers: it holds the store path and three arrays; shard
+    files are opened lazily through one capped cache per process."""
 
     store_dir: str
     keys: list[str]
@@ -96,28 +128,14 @@ class ClipSource:
     _shard_index: np.ndarray = field(repr=False)
     _offset: np.ndarray = field(repr=False)
     _size: np.ndarray = field(repr=False)
-    _files: dict = field(default_factory=dict, repr=False, compare=False)
-    _pid: int = field(default=-1, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_files"], state["_pid"] = {}, -1  # open files never cross a process boundary
-        return state
-
-    def _file(self, shard: int):
-        if self._pid != os.getpid():  # forked: the parent's handles share offsets, reopen
-            self._files, self._pid = {}, os.getpid()
-        f = self._files.get(shard)
-        if f is None:
-            f = self._files[shard] = open(Path(self.store_dir) / self._shards[shard], "rb")
-        return f
-
     def read_bytes(self, i: int) -> bytes:
         size = int(self._size[i])
-        data = os.pread(self._file(int(self._shard_index[i])).fileno(), size, int(self._offset[i]))
+        path = os.path.join(self.store_dir, self._shards[int(self._shard_index[i])])
+        data = os.pread(_OPEN_SHARDS.fd(path), size, int(self._offset[i]))
         if len(data) != size:
             raise StoreError(f"{Path(self.store_dir) / self._shards[int(self._shard_index[i])]}: "
                              f"truncated (sample {self.keys[i]}); run 'prep verify {self.store_dir}'")
@@ -126,10 +144,6 @@ class ClipSource:
     def audio(self, i: int) -> np.ndarray:
         return decode_flac(self.read_bytes(i))
 
-    def close(self) -> None:
-        for f in self._files.values():
-            f.close()
-        self._files = {}
 
 
 def _clip_source(store_dir: Path, table: pa.Table) -> ClipSource:
@@ -196,11 +210,8 @@ class Store:
         source = self.clips(keys)
         order = np.lexsort((source._offset, source._shard_index))
         out: list[np.ndarray | None] = [None] * len(source)
-        try:
-            for i in order.tolist():
-                out[i] = source.audio(i)
-        finally:
-            source.close()
+        for i in order.tolist():
+            out[i] = source.audio(i)
         return out  # type: ignore[return-value]
 
     def read_fields(self, keys: Sequence[str]) -> list[dict]:

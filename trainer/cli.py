@@ -1,6 +1,14 @@
-"""``trainer`` command line. ``trainer features`` caches front-end features as .npy files."""
+"""``trainer`` command line.
+
+    trainer run --data STORE --quant gmm [--metric stoi] [--hidden 16] [--out runs/NAME]
+    trainer features --features logmel --out feats/ FILES...
+
+``python -m trainer run ...`` is the same; under ``torchrun --nproc_per_node=G -m trainer run
+...`` it trains with DDP.
+"""
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -21,6 +29,11 @@ app = typer.Typer(
 def _main() -> None:
     """Train MetricAug speech emotion recognition models and prepare their input features."""
     # A callback keeps `features` a named sub-command even while it is the only one.
+
+
+class QuantName(str, Enum):
+    gmm = "gmm"
+    uniform = "uniform"
 
 
 class FrontEndName(str, Enum):
@@ -116,6 +129,71 @@ def features_command(
         progress.update(len(chunk))
     progress.close()
     typer.echo(f"wrote {len(files)} feature file(s) of {front_end.dim} dims to {out}", err=True)
+
+
+def _default_workers() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cores))
+
+
+@app.command("run")
+def run_command(
+    data: Path = typer.Option(..., "--data", help="The store folder (OUT/<corpus>) built by prep superset and scored by prep score."),
+    quant: QuantName = typer.Option(QuantName.gmm, "--quant", help="Quantizer of the level index: gmm or uniform."),
+    metric: str = typer.Option("stoi", "--metric", help="Metric of the level index: stoi, pesq or fwsnrseg."),
+    levels: Optional[int] = typer.Option(None, "--levels", help="K of the level index (default: the one K that prep score wrote)."),
+    hidden: int = typer.Option(16, "--hidden", help="Hidden size H of the GRU-TFM model (even, 8-128)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<corpus>-<metric>-<quant>-h<H>-s<seed>)."),
+    features: FrontEndName = typer.Option(FrontEndName.logmel, "--features", help="Front end computed on the training device: logmel or vqwav2vec."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="vq-wav2vec checkpoint for --features vqwav2vec."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Utterances per step."),
+    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    max_epochs: int = typer.Option(100, "--max-epochs", min=1, help="Most epochs to train."),
+    patience: int = typer.Option(10, "--patience", min=1, help="Stop after this many epochs without a better clean validation WF1."),
+    val_per_level: int = typer.Option(0, "--val-per-level", min=0, help="Validate on a fixed, seeded subset of M mixes per level (0: all)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the model, the draws and the batch order."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    workers: int = typer.Option(-1, "--workers", help="DataLoader worker processes decoding FLAC (-1: one per core, up to 8)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last completed epoch."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (the per-epoch lines stay)."),
+) -> None:
+    """Train with MetricAug: every epoch N clean utterances plus N mixes drawn from the levels,
+    re-weighted after each epoch by Algorithm 1 from the validation WF1 gaps."""
+    from shards.errors import InputError
+    from trainer.train import LOG, TrainConfig, Trainer
+
+    name = f"{data.name}-{metric}-{quant.value}-h{hidden}-s{seed}"
+    out = out or Path("runs") / name
+    config = TrainConfig(
+        data=str(data), out=str(out), metric=metric, quant=quant.value, levels=levels, hidden=hidden,
+        features=features.value, checkpoint=str(checkpoint) if checkpoint else None, batch_size=batch_size,
+        lr=lr, max_epochs=max_epochs, patience=patience, val_per_level=val_per_level, seed=seed,
+        device=device, workers=_default_workers() if workers < 0 else workers,
+    )
+    main_rank = os.environ.get("RANK", "0") == "0"
+    log_file = None
+
+    def log(line: str) -> None:
+        nonlocal log_file
+        if not main_rank:
+            return
+        typer.echo(line)
+        if log_file is None and out.is_dir():
+            log_file = open(out / LOG, "a")
+        if log_file is not None:
+            log_file.write(line + "\n")
+            log_file.flush()
+
+    try:
+        Trainer(config, log=log, progress=not quiet).run(resume=resume)
+    except InputError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted: resume with the same command and --resume (run folder {out})", err=True)
+        raise typer.Exit(130)
+    finally:
+        if log_file is not None:
+            log_file.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,130 @@
+"""`trainer run` end to end on a small demo store: learning, determinism, resume, DDP, errors."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from trainer.cli import app
+from trainer.model import GRUTFM
+
+runner = CliRunner()
+
+
+def run_args(store: Path, out: Path, *extra: str) -> list[str]:
+    return ["run", "--data", str(store), "--out", str(out), "--workers", "0", "--quiet", "--batch-size", "16", *extra]
+
+
+def records(out: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (out / "epochs.jsonl").read_text().splitlines()]
+    for r in rows:
+        r.pop("seconds")
+    return rows
+
+
+def test_a_short_run_learns_and_writes_its_run_folder(demo_store, tmp_path):
+    out = tmp_path / "run"
+    # the demo store is small (N=64): smaller batches and a larger step than the paper's
+    # settings let 10 epochs show learning
+    result = runner.invoke(app, run_args(demo_store, out, "--max-epochs", "10", "--workers", "2", "--batch-size", "8",
+                                         "--lr", "0.005", "--hidden", "32"))
+    assert result.exit_code == 0, result.output
+    rows = records(out)
+    assert len(rows) == 10 and [r["epoch"] for r in rows] == list(range(1, 11))
+    config = json.loads((out / "config.json").read_text())
+    K, N = config["n_levels"], config["n_train"]
+    for r in rows:
+        assert {"loss", "val_wf1_clean", "val_uar_clean", "val_wf1_levels", "gaps", "weights", "drawn"} <= r.keys()
+        assert len(r["val_wf1_levels"]) == len(r["gaps"]) == len(r["weights"]) == len(r["drawn"]) == K
+        assert sum(r["drawn"]) == N and r["samples"] == 2 * N  # N clean + N drawn from the levels
+        assert abs(sum(r["weights"]) - 1) < 1e-9 and min(r["weights"]) >= 0.05 - 1e-12
+    assert rows[0]["weights"] == [1 / K] * K
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    # chance on 4 balanced classes is WF1 0.25 at best (a constant guess gives 0.1)
+    assert max(r["val_wf1_clean"] for r in rows) >= 0.5, [r["val_wf1_clean"] for r in rows]
+    best = torch.load(out / "best.pt", weights_only=True)
+    model = GRUTFM(80, 32)
+    model.load_state_dict(best["model"])
+    assert best["epoch"] == max(rows, key=lambda r: r["val_wf1_clean"])["epoch"]
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 10
+    log = (out / "train.log").read_text()
+    assert "epoch  10" in log and "best validation WF1" in log
+
+
+def test_same_seed_same_epochs(demo_store, tmp_path):
+    for name in ("a", "b"):
+        result = runner.invoke(app, run_args(demo_store, tmp_path / name, "--max-epochs", "2", "--seed", "5"))
+        assert result.exit_code == 0, result.output
+    assert records(tmp_path / "a") == records(tmp_path / "b")
+
+
+def test_resume_between_epochs_equals_an_uninterrupted_run(demo_store, tmp_path):
+    assert runner.invoke(app, run_args(demo_store, tmp_path / "whole", "--max-epochs", "3")).exit_code == 0
+    assert runner.invoke(app, run_args(demo_store, tmp_path / "parts", "--max-epochs", "1")).exit_code == 0
+    again = runner.invoke(app, run_args(demo_store, tmp_path / "parts", "--max-epochs", "3"))
+    assert again.exit_code == 2 and "--resume" in again.output  # a run folder is never overwritten
+    resumed = runner.invoke(app, run_args(demo_store, tmp_path / "parts", "--max-epochs", "3", "--resume"))
+    assert resumed.exit_code == 0 and "resuming" in resumed.output
+    assert records(tmp_path / "parts") == records(tmp_path / "whole")
+
+
+def test_kill_9_inside_an_epoch_then_resume(demo_store, tmp_path):
+    """A process killed while epoch 2 runs resumes from epoch 1's state to the same result."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert runner.invoke(app, run_args(demo_store, whole, "--max-epochs", "3")).exit_code == 0
+    cmd = [sys.executable, "-m", "trainer", *run_args(demo_store, killed, "--max-epochs", "3")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        lines = (killed / "epochs.jsonl").read_text().splitlines() if (killed / "epochs.jsonl").is_file() else []
+        if len(lines) >= 1:
+            time.sleep(0.5)  # into epoch 2
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(records(killed)) < 3
+    resumed = runner.invoke(app, run_args(demo_store, killed, "--max-epochs", "3", "--resume"))
+    assert resumed.exit_code == 0, resumed.output
+    assert records(killed) == records(whole)
+
+
+def test_ddp_with_two_cpu_processes(demo_store, tmp_path):
+    out = tmp_path / "ddp"
+    import socket
+
+    with socket.socket() as sock:  # a free loopback port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={port}",
+           "-m", "trainer", *run_args(demo_store, out, "--max-epochs", "2", "--device", "cpu")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["world_size"] == 2
+    rows = records(out)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all(sum(r["drawn"]) == config["n_train"] for r in rows)
+    assert done.stdout.count("epoch   2") == 1  # rank 0 alone reports
+
+
+def test_user_errors_are_one_line(demo_store, tmp_path):
+    result = runner.invoke(app, run_args(demo_store, tmp_path / "r", "--metric", "pesq"))
+    assert result.exit_code == 2
+    assert f"prep score {demo_store} --metric pesq --quant gmm" in result.output
+    assert result.output.strip().count("\n") == 0
+    result = runner.invoke(app, run_args(demo_store, tmp_path / "r", "--hidden", "7"))
+    assert result.exit_code == 2 and "--hidden 7" in result.output
+    result = runner.invoke(app, run_args(tmp_path / "nowhere", tmp_path / "r"))
+    assert result.exit_code == 2 and "store directory not found" in result.output

@@ -1,0 +1,156 @@
+"""What the trainer reads from a store, and how an epoch's samples reach the model.
+
+Everything comes through :mod:`shards.reader`: the clean train and validation utterances
+from the table, the level members from the level index, the audio by key (a
+:class:`shards.reader.ClipSource`). FLAC decoding happens in DataLoader worker processes;
+batches are cut from runs of similar length so that little of a batch is padding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+from torch.utils.data import Dataset
+
+from shards.errors import InputError
+from shards.levelindex import LevelIndex, LevelMembers
+from shards.reader import ClipSource, Store
+from shards.vocab import CLEAN_SUBSET, EMOTIONS, TRAIN, VALIDATION
+
+LABEL_INDEX = {name: i for i, name in enumerate(EMOTIONS)}
+
+
+@dataclass
+class SampleSet:
+    """Samples of one store with their labels and lengths: a clip source per part
+    (clean utterances, each level's draw), flattened into one index."""
+
+    sources: list[ClipSource]
+    source_of: np.ndarray  # (n,) which source
+    index_in_source: np.ndarray  # (n,) position inside that source
+    labels: np.ndarray  # (n,) int64 class index
+    lengths: np.ndarray  # (n,) samples at 16 kHz
+
+    def __len__(self) -> int:
+        return int(self.labels.size)
+
+    @staticmethod
+    def concat(parts: Sequence["SampleSet"]) -> "SampleSet":
+        sources, source_of = [], []
+        for part in parts:
+            source_of.append(part.source_of + len(sources))
+            sources += part.sources
+        return SampleSet(
+            sources=sources,
+            source_of=np.concatenate(source_of) if parts else np.empty(0, np.int64),
+            index_in_source=np.concatenate([p.index_in_source for p in parts]) if parts else np.empty(0, np.int64),
+            labels=np.concatenate([p.labels for p in parts]) if parts else np.empty(0, np.int64),
+            lengths=np.concatenate([p.lengths for p in parts]) if parts else np.empty(0, np.int64),
+        )
+
+
+def _labels(names: Sequence[str], where: str) -> np.ndarray:
+    try:
+        return np.array([LABEL_INDEX[n] for n in names], dtype=np.int64)
+    except KeyError as exc:
+        raise InputError(f"{where}: label {exc.args[0]!r} is not one of {', '.join(EMOTIONS)}") from None
+
+
+class StoreData:
+    """The parts of a store one training run reads."""
+
+    def __init__(self, store: Store, index: LevelIndex):
+        self.store = store
+        self.index = index
+        clean = store.table(["key", "utt_id", "label", "split", "num_samples"], filters=[("subset", "=", CLEAN_SUBSET)])
+        clean = clean.sort_by([("key", "ascending")])
+        self._length_of_utt = dict(zip(clean["utt_id"].to_pylist(), clean["num_samples"].to_pylist()))
+        self._clean = {split: clean.filter(pc.equal(clean["split"], split)) for split in (TRAIN, VALIDATION)}
+        for split, table in self._clean.items():
+            if table.num_rows == 0:
+                raise InputError(f"{store.path}: no clean {split} utterances in the store (expected a superset build)")
+        self.n_levels = index.n_levels
+        self.train_level_sizes = index.counts(TRAIN)
+        self._level_members: dict[tuple[str, int], LevelMembers] = {}
+
+    @property
+    def n_train(self) -> int:
+        return self._clean[TRAIN].num_rows
+
+    def clean(self, split: str) -> SampleSet:
+        table = self._clean[split]
+        keys = table["key"].to_pylist()
+        return SampleSet(
+            sources=[self.store.clips(keys)],
+            source_of=np.zeros(len(keys), np.int64),
+            index_in_source=np.arange(len(keys), dtype=np.int64),
+            labels=_labels(table["label"].to_pylist(), f"{self.store.path} clean {split}"),
+            lengths=table["num_samples"].to_numpy().astype(np.int64),
+        )
+
+    def members(self, group: str, level: int) -> LevelMembers:
+        key = (group, level)
+        if key not in self._level_members:
+            self._level_members[key] = self.index.members(group, level)
+        return self._level_members[key]
+
+    def level_samples(self, group: str, level: int, indices: np.ndarray | None = None) -> SampleSet:
+        """Members of one level (``indices`` into them: a draw, repeats allowed)."""
+        members = self.members(group, level)
+        if indices is not None:
+            members = members.take(indices)
+        n = len(members)
+        return SampleSet(
+            sources=[self.store.clips(members)],
+            source_of=np.zeros(n, np.int64),
+            index_in_source=np.arange(n, dtype=np.int64),
+            labels=_labels(members.label, f"{self.index.members_path}"),
+            # a mix is as long as its clean utterance
+            lengths=np.array([self._length_of_utt[u] for u in members.utt_id], dtype=np.int64),
+        )
+
+
+class WaveformDataset(Dataset):
+    """Item i of a :class:`SampleSet`: (waveform float32 tensor, label, i). Decoding runs in
+    whichever process asks, so DataLoader workers share the FLAC decoding."""
+
+    def __init__(self, samples: SampleSet):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        s = self.samples
+        wav = s.sources[int(s.source_of[i])].audio(int(s.index_in_source[i]))
+        return torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), int(s.labels[i]), int(i)
+
+
+def collate_waveforms(items):
+    """Pad a batch of waveforms: (B, max_len) float32, lengths (B,), labels (B,), indices (B,)."""
+    wavs, labels, indices = zip(*items)
+    lengths = torch.tensor([w.numel() for w in wavs], dtype=torch.long)
+    batch = torch.nn.utils.rnn.pad_sequence(list(wavs), batch_first=True)
+    return batch, lengths, torch.tensor(labels, dtype=torch.long), torch.tensor(indices, dtype=torch.long)
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None,
+                   pool_batches: int = 50) -> list[np.ndarray]:
+    """Batches of indices with similar lengths. With ``rng``: shuffle, sort each pool of
+    ``pool_batches`` batches by length, cut it into batches and shuffle the batch order
+    (random yet little padding). Without: sorted by length (evaluation)."""
+    n = int(lengths.size)
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    order = rng.permutation(n)
+    pool = batch_size * pool_batches
+    batches = []
+    for start in range(0, n, pool):
+        chunk = order[start:start + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, chunk.size, batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
