@@ -11,9 +11,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from scoring.levels import DEFAULT_MIN_TRAIN_PER_LEVEL, LevelSizeWarning, render_level_table, run_scoring
+from scoring.quantize import AUTHORS_MAX_ITER
 from shards.errors import InputError
 from shards.vocab import METRICS
-from scoring.levels import DEFAULT_MIN_TRAIN_PER_LEVEL, LevelSizeWarning, render_level_table, run_scoring
 
 
 Metric = Enum("Metric", {m: m for m in METRICS}, type=str)
@@ -33,6 +34,7 @@ def score(
     seed: Annotated[int, typer.Option("--seed", help="random_state of the GMM (the authors used 2022).")] = 2022,
     min_per_level: Annotated[int, typer.Option("--min-per-level", min=0, help="Warn when a level holds fewer train samples than this (the trainer then samples with replacement).")] = DEFAULT_MIN_TRAIN_PER_LEVEL,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where to write the level files (default: STORE/levels).")] = None,
+    max_iter: Annotated[int, typer.Option("--max-iter", min=1, help="Iterations of the GMM fit (the authors used 100).")] = AUTHORS_MAX_ITER,
 ) -> None:
     """Fit distortion levels on the train superset and assign every mix a level."""
     try:
@@ -40,7 +42,7 @@ def score(
             warnings.simplefilter("always", LevelSizeWarning)
             results = run_scoring(
                 store, metric.value, quant=quant.value, n_levels=levels, random_state=seed,
-                min_train_per_level=min_per_level, out_dir=out_dir,
+                min_train_per_level=min_per_level, out_dir=out_dir, max_iter=max_iter,
             )
     except InputError as err:
         typer.echo(f"error: {err}", err=True)

@@ -54,8 +54,9 @@ BASE_COLUMNS: tuple[str, ...] = (
 
 
 class LevelSizeWarning(UserWarning):
-    """A level holds fewer train samples than asked for; the trainer must then draw
-    that level's share with replacement."""
+    """A level holds fewer train samples than asked for (the trainer then draws its share
+    with replacement, or gives an empty level's share to the others), or the mixture did
+    not converge: things ``prep score`` reports with what to do about them."""
 
 
 @dataclass
@@ -319,8 +320,8 @@ def _score_one(
     for lv, count in enumerate(train_counts, start=1):
         if count == 0:
             messages.append(
-                f"{metric}-{quant}-k{n_levels}: level {lv} holds no train samples; "
-                f"the trainer cannot draw from it"
+                f"{metric}-{quant}-k{n_levels}: level {lv} holds no train samples (the trainer "
+                f"gives its share to the other levels); fewer --levels usually fills every level"
             )
         elif count < min_train_per_level:
             messages.append(
@@ -328,6 +329,11 @@ def _score_one(
                 f"(< {min_train_per_level}); the trainer must sample it with replacement"
             )
 
+    if quant == "gmm" and not quantizer.converged_:
+        messages.append(
+            f"{metric}-{quant}-k{n_levels}: the mixture did not converge in {quantizer.n_iter_} iterations "
+            f"(the authors' setting is 100); try --max-iter 500, or fewer --levels"
+        )
     summary = {
         "metric": metric,
         "quant": quant,

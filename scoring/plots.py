@@ -5,14 +5,12 @@ from pathlib import Path
 
 import numpy as np
 
-from scoring.quantize import UniformQuantizer
 from shards.atomic import atomic_output
 
 
 def _boundaries_for_plot(quantizer, low: float, high: float) -> np.ndarray:
-    if isinstance(quantizer, UniformQuantizer):
-        return np.asarray(quantizer.boundaries_)
-    return quantizer.level_changes(low, high)
+    b = np.asarray(quantizer.boundaries_, dtype=np.float64)  # both quantizers cut value intervals
+    return b[(b >= low) & (b <= high)]
 
 
 def plot_levels(path: Path, metric: str, quant: str, quantizer, values: np.ndarray, fit_levels: np.ndarray,

@@ -45,6 +45,14 @@ def _as_finite_1d(values: Any, what: str) -> np.ndarray:
     return array
 
 
+def _level_of_value(boundaries: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Level ``1 + #{j : x < boundaries[j]}`` for descending ``boundaries``: contiguous value
+    intervals, level 1 on top, a value on a boundary in the less distorted level."""
+    ascending = np.asarray(boundaries, dtype=np.float64)[::-1]
+    above = ascending.size - np.searchsorted(ascending, x, side="right")
+    return (above + 1).astype(np.int64)
+
+
 def _check_n_levels(n_levels: int) -> int:
     if int(n_levels) != n_levels or n_levels < 1:
         raise ValueError(f"n_levels must be a positive integer, got {n_levels!r}")
@@ -168,11 +176,7 @@ class UniformQuantizer(_QuantizerBase):
 
     def predict(self, values: Any) -> np.ndarray:
         self._check_fitted()
-        x = _as_finite_1d(values, "UniformQuantizer.predict")
-        ascending = self.boundaries_[::-1]
-        # Number of boundaries strictly above v = boundaries minus those <= v.
-        above = ascending.size - np.searchsorted(ascending, x, side="right")
-        return (above + 1).astype(np.int64)
+        return _level_of_value(self.boundaries_, _as_finite_1d(values, "UniformQuantizer.predict"))
 
     def _fitted_to_dict(self) -> dict:
         return {
@@ -212,8 +216,15 @@ class GMMQuantizer(_QuantizerBase):
     random_state=random_state, max_iter=max_iter)`` (all else sklearn's defaults, as in
     the authors' code) on ``values.reshape(-1, 1)``. Components are ordered by mean,
     highest first (ties by component index): ``component_order_[l - 1]`` is the
-    component of level ``l``. ``predict`` = the mixture's ``predict`` mapped through that
-    order, so it reproduces sklearn's assignment exactly.
+    component of level ``l``.
+
+    Levels are contiguous value intervals: ``boundaries_[l - 1]`` (descending) is where the
+    posteriors of the components of levels ``l`` and ``l + 1`` cross, searched between their
+    means; a value goes to ``1 + #{l : value < boundaries_[l - 1]}``. Assigning by the most
+    probable component instead (sklearn's ``predict``, kept as :meth:`predict_component`)
+    lets a wide component own both tails, so a level could hold samples on either side of
+    another level. Where two neighbours' posteriors do not cross between their means, the
+    dominated level gets an empty interval (reported as an empty level).
 
     A mixture that has not converged after ``max_iter`` iterations is kept (the
     authors' behaviour); ``converged_`` records it and sklearn's warning is silenced.
@@ -270,6 +281,43 @@ class GMMQuantizer(_QuantizerBase):
         self.level_weights_ = np.asarray(mixture.weights_, dtype=np.float64)[order]
         self.converged_ = bool(mixture.converged_)
         self.n_iter_ = int(mixture.n_iter_)
+        self.boundaries_ = self._posterior_crossings(mixture, order)
+
+    @staticmethod
+    def _posterior_crossings(mixture, order: np.ndarray) -> np.ndarray:
+        """For each pair of adjacent levels, the value between their means where the
+        posterior of the upper level's component stops exceeding the lower one's
+        (bisection on the log-posterior difference), made non-increasing."""
+        means = np.asarray(mixture.means_, dtype=np.float64).reshape(-1)
+
+        def log_ratio(x: float, upper: int, lower: int) -> float:
+            # sklearn's own posterior (predict_proba), floored so that log stays finite
+            proba = mixture.predict_proba(np.array([[x]]))[0]
+            return float(np.log(max(proba[upper], 1e-300)) - np.log(max(proba[lower], 1e-300)))
+
+        boundaries = []
+        for upper, lower in zip(order[:-1], order[1:]):
+            lo, hi = means[lower], means[upper]
+            if not hi > lo:
+                boundaries.append(hi)
+                continue
+            f_lo, f_hi = log_ratio(lo, upper, lower), log_ratio(hi, upper, lower)
+            if f_lo >= 0:  # the upper component wins everywhere between: the lower level starts below
+                boundaries.append(lo)
+            elif f_hi <= 0:  # the lower component wins everywhere between: the upper level starts above
+                boundaries.append(hi)
+            else:
+                for _ in range(60):  # ~1e-18 of the interval: exact to float precision
+                    mid = lo + (hi - lo) / 2.0
+                    if mid in (lo, hi):
+                        break
+                    if log_ratio(mid, upper, lower) >= 0:
+                        hi = mid
+                    else:
+                        lo = mid
+                boundaries.append(hi)
+        b = np.asarray(boundaries, dtype=np.float64)
+        return np.minimum.accumulate(b) if b.size else b
 
     def predict_component(self, values: Any) -> np.ndarray:
         """The mixture's own component index (sklearn's ``predict``)."""
@@ -281,20 +329,7 @@ class GMMQuantizer(_QuantizerBase):
 
     def predict(self, values: Any) -> np.ndarray:
         self._check_fitted()
-        return self.level_of_component_[self.predict_component(values)]
-
-    def level_changes(self, low: float, high: float, n_points: int = 4096) -> np.ndarray:
-        """Values in ``[low, high]`` where the predicted level changes (on a grid).
-
-        A mixture's levels need not be contiguous in the metric (a wide component can
-        own both tails), so these are plotting aids, not boundaries for assignment.
-        """
-        if not np.isfinite(low) or not np.isfinite(high) or high <= low:
-            return np.empty(0)
-        grid = np.linspace(low, high, n_points)
-        levels = self.predict(grid)
-        change = np.flatnonzero(levels[1:] != levels[:-1])
-        return (grid[change] + grid[change + 1]) / 2.0
+        return _level_of_value(self.boundaries_, _as_finite_1d(values, "GMMQuantizer.predict"))
 
     def _fitted_to_dict(self) -> dict:
         mixture = self.mixture_
@@ -311,6 +346,7 @@ class GMMQuantizer(_QuantizerBase):
         import sklearn
 
         return {
+            "boundaries_": self.boundaries_.tolist(),  # recomputed from the mixture on load
             "component_order_": self.component_order_.tolist(),
             "converged_": self.converged_,
             "level_means_": self.level_means_.tolist(),

@@ -102,3 +102,21 @@ def test_missing_level_index_names_the_command_that_makes_it(demo_store):
     store = open_store(demo_store)
     with pytest.raises(InputError, match=f"prep score {demo_store} --metric pesq --quant gmm"):
         store.level_index("pesq", "gmm")
+
+
+def test_achieved_snr_is_recomputed_from_the_stored_clean_and_mix(demo_store):
+    """README "The store": snr_achieved = 10 log10(sum((gain*clean)^2) / sum((mix - gain*clean)^2))."""
+    store = open_store(demo_store)
+    table = store.table(["key", "subset", "utt_id", "gain", "snr_achieved"]).to_pylist()
+    clean_key = {r["utt_id"]: r["key"] for r in table if r["subset"] == "clean"}
+    mixes = [r for r in table if r["subset"] != "clean"]
+    scaled = [r for r in mixes if r["gain"] < 1.0][:20]
+    unscaled = [r for r in mixes if r["gain"] == 1.0][:20]
+    assert scaled and unscaled  # the demo has both kinds
+    for row in scaled + unscaled:
+        clean, mix = (w.astype(np.float64) for w in store.read_audio([clean_key[row["utt_id"]], row["key"]]))
+        speech = row["gain"] * clean
+        snr = 10 * np.log10(np.sum(speech**2) / np.sum((mix - speech) ** 2))
+        assert snr == pytest.approx(row["snr_achieved"], abs=1e-6)
+        if row["gain"] < 0.9:  # leaving the gain out is visibly wrong
+            assert abs(10 * np.log10(np.sum(clean**2) / np.sum((mix - clean) ** 2)) - row["snr_achieved"]) > 0.1
