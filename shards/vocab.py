@@ -25,6 +25,7 @@ PESQ_FAILED = -1.0
 CLEAN_SUBSET = "clean"  # every utterance once, unmixed
 SUPERSET_SUBSET = "superset"  # the 30N mixes of train and validation
 UNSEEN_SUBSET = "test_unseen"  # test utterances with unseen (ESC-50) noise
+FIXED_SNR_SUBSET = "fixed_snr"  # the Fixed-SNR baseline: train utterances at 0, 5, 10 dB
 SUPERSET_SPLITS: tuple[str, ...] = (TRAIN, VALIDATION)
 
 # Files and folders of a store OUT/<corpus>/
@@ -35,6 +36,8 @@ SHARDS_DIR = "shards"
 PLANS_DIR = "plans"
 LEVELS_DIR = "levels"
 LOCK = ".lock"
+SHARD_SUFFIX = ".tar"  # shards/<name>.tar
+ROWS_SUFFIX = ".rows.json"  # shards/<name>.rows.json: the shard's rows, written by the build
 STORE_FORMAT = "metricaug-store/1"
 
 
@@ -54,11 +57,11 @@ def shard_name(subset: str, split: str, index: int) -> str:
 
 def shard_relpath(name: str) -> str:
     """A shard's path relative to the store, as the table and manifest record it."""
-    return f"{SHARDS_DIR}/{name}.tar"
+    return f"{SHARDS_DIR}/{name}{SHARD_SUFFIX}"
 
 
 def shard_path(store: Path, name: str) -> Path:
-    return Path(store) / SHARDS_DIR / f"{name}.tar"
+    return Path(store) / SHARDS_DIR / f"{name}{SHARD_SUFFIX}"
 
 
 def levels_stem(metric: str, quant: str, n_levels: int) -> str:

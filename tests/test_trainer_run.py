@@ -1,6 +1,7 @@
 """`trainer run` end to end on a small demo store: learning, determinism, resume, DDP, errors."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -20,7 +22,8 @@ runner = CliRunner()
 
 
 def run_args(store: Path, out: Path, *extra: str) -> list[str]:
-    return ["run", "--data", str(store), "--out", str(out), "--workers", "0", "--quiet", "--batch-size", "16", *extra]
+    return ["run", "--data", str(store), "--out", str(out), "--workers", "0", "--quiet", "--batch-size", "16",
+            "--no-eval", *extra]
 
 
 def records(out: Path) -> list[dict]:
@@ -128,3 +131,42 @@ def test_user_errors_are_one_line(demo_store, tmp_path):
     assert result.exit_code == 2 and "--hidden 7" in result.output
     result = runner.invoke(app, run_args(tmp_path / "nowhere", tmp_path / "r"))
     assert result.exit_code == 2 and "store directory not found" in result.output
+
+
+def test_baseline_none_trains_on_clean_only_and_eval_scores_every_test_condition(demo_store, tmp_path):
+    out = tmp_path / "none"
+    args = [a for a in run_args(demo_store, out, "--strategy", "none", "--max-epochs", "2") if a != "--no-eval"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["strategy"] == "none" and config["train_size_n"] == 1
+    for r in records(out):
+        assert r["samples"] == config["n_train"] and r["drawn"] == [] and r["weights"] == []
+        assert len(r["val_wf1_levels"]) == config["n_levels"]  # per-level WF1 still reported (Table 3)
+    results = json.loads((out / "results.json").read_text())
+    conditions = results["conditions"]
+    assert results["order"] == ["clean", "test_snr10", "test_snr5", "test_snr0", "test_unseen"]
+    assert set(conditions) == set(results["order"])
+    from shards.reader import open_store
+
+    table = open_store(demo_store).table(["subset", "split"]).to_pylist()
+    for name, scores in conditions.items():
+        subset = "clean" if name == "clean" else name
+        assert scores["n"] == sum(1 for r in table if r["subset"] == subset and r["split"] == "test")
+        assert sum(map(sum, scores["confusion"])) == scores["n"]
+        assert 0 <= scores["wf1"] <= 1 and 0 <= scores["uar"] <= 1
+        assert set(scores["f1_per_class"]) == {"angry", "happy", "neutral", "sad"}
+    # trainer eval recomputes the same figures from the run folder
+    again = runner.invoke(app, ["eval", str(out), "--workers", "0"])
+    assert again.exit_code == 0 and json.loads((out / "results.json").read_text())["conditions"] == conditions
+    missing = runner.invoke(app, ["eval", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "not a finished run" in missing.output
+
+    # Table 3 from the clean-trained model: one row per metric scored with the GMM (STOI here)
+    report = runner.invoke(app, ["report", str(out), "--out", str(tmp_path / "report"), "--workers", "0"])
+    assert report.exit_code == 0, report.output
+    rows = list(csv.reader(open(tmp_path / "report" / "table3.csv")))
+    assert rows[0][0] == "Metric" and [r[0] for r in rows[1:]] == ["stoi"]
+    gaps = [float(x) for x in rows[1][1:-1]]
+    assert len(gaps) == config["n_levels"] and float(rows[1][-1]) == pytest.approx(np.nansum(gaps), abs=1e-5)
+    assert "| Clean |" in (tmp_path / "report" / "table2.md").read_text()

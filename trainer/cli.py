@@ -31,6 +31,12 @@ def _main() -> None:
     # A callback keeps `features` a named sub-command even while it is the only one.
 
 
+class StrategyName(str, Enum):
+    metricaug = "metricaug"
+    none = "none"
+    fixed_snr = "fixed-snr"
+
+
 class QuantName(str, Enum):
     gmm = "gmm"
     uniform = "uniform"
@@ -139,6 +145,7 @@ def _default_workers() -> int:
 @app.command("run")
 def run_command(
     data: Path = typer.Option(..., "--data", help="The store folder (OUT/<corpus>) built by prep superset and scored by prep score."),
+    strategy: StrategyName = typer.Option(StrategyName.metricaug, "--strategy", help="metricaug (N clean + N drawn by level), none (the N clean only) or fixed-snr (clean + the 6N mixes of prep fixed-snr)."),
     quant: QuantName = typer.Option(QuantName.gmm, "--quant", help="Quantizer of the level index: gmm or uniform."),
     metric: str = typer.Option("stoi", "--metric", help="Metric of the level index: stoi, pesq or fwsnrseg."),
     levels: Optional[int] = typer.Option(None, "--levels", help="K of the level index (default: the one K that prep score wrote)."),
@@ -155,6 +162,7 @@ def run_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     workers: int = typer.Option(-1, "--workers", help="DataLoader worker processes decoding FLAC (-1: one per core, up to 8)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last completed epoch."),
+    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate the best checkpoint on the test sets at the end (results.json)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (the per-epoch lines stay)."),
 ) -> None:
     """Train with MetricAug: every epoch N clean utterances plus N mixes drawn from the levels,
@@ -162,10 +170,11 @@ def run_command(
     from shards.errors import InputError
     from trainer.train import LOG, TrainConfig, Trainer
 
-    name = f"{data.name}-{metric}-{quant.value}-h{hidden}-s{seed}"
+    what = f"{metric}-{quant.value}" if strategy is StrategyName.metricaug else strategy.value
+    name = f"{data.name}-{what}-h{hidden}-s{seed}"
     out = out or Path("runs") / name
     config = TrainConfig(
-        data=str(data), out=str(out), metric=metric, quant=quant.value, levels=levels, hidden=hidden,
+        data=str(data), out=str(out), strategy=strategy.value, metric=metric, quant=quant.value, levels=levels, hidden=hidden,
         features=features.value, checkpoint=str(checkpoint) if checkpoint else None, batch_size=batch_size,
         lr=lr, max_epochs=max_epochs, patience=patience, val_per_level=val_per_level, seed=seed,
         device=device, workers=_default_workers() if workers < 0 else workers,
@@ -186,6 +195,12 @@ def run_command(
 
     try:
         Trainer(config, log=log, progress=not quiet).run(resume=resume)
+        if evaluate and main_rank:
+            from trainer.evaluate import evaluate_run
+            from trainer.train import resolve_device
+
+            log("test sets (best checkpoint):")
+            evaluate_run(out, resolve_device(device), workers=config.workers, log=lambda line: log(f"  {line}"))
     except InputError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -194,6 +209,49 @@ def run_command(
     finally:
         if log_file is not None:
             log_file.close()
+
+
+@app.command("eval")
+def eval_command(
+    runs: List[Path] = typer.Argument(..., help="Run folders written by 'trainer run'.", show_default=False),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    workers: int = typer.Option(-1, "--workers", help="DataLoader worker processes decoding FLAC (-1: one per core, up to 8)."),
+) -> None:
+    """Evaluate each run's best checkpoint on every test condition of its store (clean,
+    0/5/10 dB seen noise, unseen noise) and write RUN/results.json."""
+    from shards.errors import InputError
+    from trainer.evaluate import evaluate_run
+    from trainer.train import resolve_device
+
+    try:
+        target = resolve_device(device)
+        for run in runs:
+            typer.echo(f"{run}:")
+            evaluate_run(run, target, workers=_default_workers() if workers < 0 else workers,
+                         log=lambda line: typer.echo(f"  {line}"))
+    except InputError as exc:
+        _fail(str(exc))
+
+
+@app.command("report")
+def report_command(
+    runs: List[Path] = typer.Argument(..., help="Run folders (trained and evaluated).", show_default=False),
+    out: Path = typer.Option(Path("report"), "--out", help="Folder for table2.md/.csv, table3.md/.csv and the plots."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N] (Table 3 scores the clean-trained models)."),
+    workers: int = typer.Option(-1, "--workers", help="DataLoader worker processes decoding FLAC (-1: one per core, up to 8)."),
+) -> None:
+    """Write the Table 2 and Table 3 analogues and the plots from finished runs."""
+    from shards.errors import InputError
+    from trainer.report import write_report
+    from trainer.train import resolve_device
+
+    try:
+        paths = write_report(runs, out, resolve_device(device), workers=_default_workers() if workers < 0 else workers)
+    except InputError as exc:
+        _fail(str(exc))
+    typer.echo((out / "table2.md").read_text())
+    for path in paths:
+        typer.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

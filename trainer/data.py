@@ -52,7 +52,8 @@ class SampleSet:
         )
 
 
-def _labels(names: Sequence[str], where: str) -> np.ndarray:
+def labels_of(names: Sequence[str], where: str) -> np.ndarray:
+    """Class indices (EMOTIONS order) of label names; an unknown name is an InputError."""
     try:
         return np.array([LABEL_INDEX[n] for n in names], dtype=np.int64)
     except KeyError as exc:
@@ -62,9 +63,9 @@ def _labels(names: Sequence[str], where: str) -> np.ndarray:
 class StoreData:
     """The parts of a store one training run reads."""
 
-    def __init__(self, store: Store, index: LevelIndex):
+    def __init__(self, store: Store, index: LevelIndex | None):
         self.store = store
-        self.index = index
+        self.index = index  # None: no level index (a run that does not draw by level)
         clean = store.table(["key", "utt_id", "label", "split", "num_samples"], filters=[("subset", "=", CLEAN_SUBSET)])
         clean = clean.sort_by([("key", "ascending")])
         self._length_of_utt = dict(zip(clean["utt_id"].to_pylist(), clean["num_samples"].to_pylist()))
@@ -72,8 +73,8 @@ class StoreData:
         for split, table in self._clean.items():
             if table.num_rows == 0:
                 raise InputError(f"{store.path}: no clean {split} utterances in the store (expected a superset build)")
-        self.n_levels = index.n_levels
-        self.train_level_sizes = index.counts(TRAIN)
+        self.n_levels = index.n_levels if index else 0
+        self.train_level_sizes = index.counts(TRAIN) if index else []
         self._level_members: dict[tuple[str, int], LevelMembers] = {}
 
     @property
@@ -87,8 +88,21 @@ class StoreData:
             sources=[self.store.clips(keys)],
             source_of=np.zeros(len(keys), np.int64),
             index_in_source=np.arange(len(keys), dtype=np.int64),
-            labels=_labels(table["label"].to_pylist(), f"{self.store.path} clean {split}"),
+            labels=labels_of(table["label"].to_pylist(), f"{self.store.path} clean {split}"),
             lengths=table["num_samples"].to_numpy().astype(np.int64),
+        )
+
+    def subset(self, subset: str, split: str) -> SampleSet:
+        """Every sample of one subset and split (e.g. the fixed-SNR train mixes), in key order."""
+        table = self.store.table(["key", "label", "utt_id"], filters=[("subset", "=", subset), ("split", "=", split)])
+        table = table.sort_by([("key", "ascending")])
+        keys = table["key"].to_pylist()
+        return SampleSet(
+            sources=[self.store.clips(keys)],
+            source_of=np.zeros(len(keys), np.int64),
+            index_in_source=np.arange(len(keys), dtype=np.int64),
+            labels=labels_of(table["label"].to_pylist(), f"{self.store.path} {subset} {split}"),
+            lengths=np.array([self._length_of_utt[u] for u in table["utt_id"].to_pylist()], dtype=np.int64),
         )
 
     def members(self, group: str, level: int) -> LevelMembers:
@@ -107,7 +121,7 @@ class StoreData:
             sources=[self.store.clips(members)],
             source_of=np.zeros(n, np.int64),
             index_in_source=np.arange(n, dtype=np.int64),
-            labels=_labels(members.label, f"{self.index.members_path}"),
+            labels=labels_of(members.label, f"{self.index.members_path}"),
             # a mix is as long as its clean utterance
             lengths=np.array([self._length_of_utt[u] for u in members.utt_id], dtype=np.int64),
         )

@@ -25,16 +25,15 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import f1_score, recall_score
-from torch.utils.data import DataLoader
 
 from shards.atomic import atomic_output, write_bytes_atomic, write_json_atomic
 from shards.errors import InputError
 from shards.reader import open_store
-from shards.vocab import EMOTIONS, TRAIN, VALIDATION
-from trainer.data import SampleSet, StoreData, WaveformDataset, collate_waveforms, length_batches
+from shards.vocab import EMOTIONS, FIXED_SNR_SUBSET, TRAIN, VALIDATION
+from trainer.data import SampleSet, StoreData, length_batches
 from trainer.features import FeatureError, build_front_end
 from trainer.model import GRUTFM, count_parameters
+from trainer.predict import classification_scores, make_loader, predict
 from trainer.weights import LEVEL_FLOOR, algorithm1, plan_epoch_draw
 
 RUN_FORMAT = "metricaug-run/1"
@@ -43,10 +42,15 @@ CONFIG, EPOCHS, LOG, LAST, BEST = "config.json", "epochs.jsonl", "train.log", "l
 NORM_UTTERANCES = 512
 
 
+#: Training strategies, and the training set's size per epoch in multiples of N.
+STRATEGIES = {"metricaug": 2.0, "none": 1.0, "fixed-snr": 7.0}
+
+
 @dataclass
 class TrainConfig:
     data: str  # the store folder
     out: str  # the run folder
+    strategy: str = "metricaug"
     metric: str = "stoi"
     quant: str = "gmm"
     levels: int | None = None  # K of the level index; None: the one there is
@@ -129,13 +133,21 @@ class Trainer:
             torch.set_num_threads(max(1, cores - max(0, config.workers)))
         if not 8 <= config.hidden <= 128 or config.hidden % 2:
             raise InputError(f"--hidden {config.hidden}: expected an even number from 8 to 128")
+        if config.strategy not in STRATEGIES:
+            raise InputError(f"--strategy {config.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+        self.metricaug = config.strategy == "metricaug"
         store = open_store(config.data)
-        index = store.level_index(config.metric, config.quant, config.levels)
+        try:
+            index = store.level_index(config.metric, config.quant, config.levels)
+        except InputError:
+            if self.metricaug:
+                raise
+            index = None  # the baselines draw nothing by level; with an index they report per-level WF1
         self.data = StoreData(store, index)
-        self.K = index.n_levels
-        if self.K * config.floor > 1:
+        self.K = index.n_levels if index else 0
+        if self.metricaug and self.K * config.floor > 1:
             raise InputError(f"{index.path}: {self.K} levels cannot each keep the floor {config.floor}")
-        if sum(self.data.train_level_sizes) == 0:
+        if self.metricaug and sum(self.data.train_level_sizes) == 0:
             raise InputError(f"{index.path}: no train mix has a level; run 'prep score {config.data} "
                              f"--metric {config.metric} --quant {config.quant} --levels K' with fewer levels")
         try:
@@ -146,6 +158,12 @@ class Trainer:
         self.val_clean = self.data.clean(VALIDATION)
         self.val_levels = [self._validation_level(k) for k in range(1, self.K + 1)]
         self.N = len(self.train_clean)
+        self.fixed = None
+        if config.strategy == "fixed-snr":
+            self.fixed = self.data.subset(FIXED_SNR_SUBSET, TRAIN)
+            if len(self.fixed) == 0:
+                raise InputError(f"{store.path}: no fixed-SNR mixes; build them with 'prep fixed-snr --corpus ... "
+                                 f"--out {store.path.parent}'")
 
     # -- data --------------------------------------------------------------------------
     def _validation_level(self, level: int) -> SampleSet:
@@ -157,16 +175,18 @@ class Trainer:
         return self.data.level_samples(VALIDATION, level)
 
     def epoch_samples(self, epoch: int, weights: list[float]) -> tuple[SampleSet, list[int], list[str]]:
+        """The epoch's training set: the clean utterances plus the strategy's mixes."""
+        if self.config.strategy == "none":
+            return self.train_clean, [], []
+        if self.config.strategy == "fixed-snr":
+            return SampleSet.concat([self.train_clean, self.fixed]), [], []
         draw = plan_epoch_draw(self.data.train_level_sizes, self.N, weights, _rng(self.config.seed, 1, epoch))
         parts = [self.train_clean] + [self.data.level_samples(TRAIN, k + 1, idx)
                                       for k, idx in enumerate(draw.indices) if idx.size]
         return SampleSet.concat(parts), list(draw.counts), draw.messages
 
-    def loader(self, samples: SampleSet, batches: list[np.ndarray]) -> DataLoader:
-        workers = max(0, self.config.workers)
-        return DataLoader(WaveformDataset(samples), batch_sampler=batches, collate_fn=collate_waveforms,
-                          num_workers=workers, persistent_workers=False,
-                          multiprocessing_context="fork" if workers else None)
+    def loader(self, samples: SampleSet, batches: list[np.ndarray]):
+        return make_loader(samples, batches, self.config.workers)
 
     # -- model -------------------------------------------------------------------------
     def features(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -195,24 +215,13 @@ class Trainer:
         std = (total_sq / count - mean ** 2).clamp_min(1e-10).sqrt()
         return mean.float(), std.float()
 
-    @torch.no_grad()
-    def predict(self, model: torch.nn.Module, samples: SampleSet) -> np.ndarray:
-        model.eval()
-        predictions = np.empty(len(samples), dtype=np.int64)
-        for wavs, lengths, _, indices in self.loader(samples, length_batches(samples.lengths, 64, None)):
-            feats, frames = self.features(wavs, lengths)
-            predictions[indices.numpy()] = model(feats, frames).argmax(-1).cpu().numpy()
-        return predictions
-
     def evaluate(self, model: torch.nn.Module) -> dict:
         """WF1 and UAR on the clean validation set and WF1 on each level's validation mixes."""
         def scores(samples: SampleSet) -> tuple[float, float]:
             if len(samples) == 0:
                 return float("nan"), float("nan")
-            pred = self.predict(model, samples)
-            wf1 = f1_score(samples.labels, pred, average="weighted", labels=range(len(EMOTIONS)), zero_division=0)
-            uar = recall_score(samples.labels, pred, average="macro", labels=sorted(set(samples.labels.tolist())), zero_division=0)
-            return float(wf1), float(uar)
+            result = classification_scores(samples.labels, predict(model, self.features, samples, self.config.workers))
+            return result["wf1"], result["uar"]
 
         wf1_clean, uar_clean = scores(self.val_clean)
         level_scores = [scores(s) for s in self.val_levels]
@@ -233,15 +242,16 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         model = GRUTFM(self.front_end.dim, cfg.hidden, len(EMOTIONS)).to(self.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        state = RunState(weights=[1.0 / self.K] * self.K)
+        state = RunState(weights=[1.0 / self.K] * self.K if self.metricaug else [])
         config_doc = {"format": RUN_FORMAT, **asdict(cfg), "n_levels": self.K, "n_train": self.N,
+                      "train_size_n": STRATEGIES[cfg.strategy] if self.fixed is None else 1 + len(self.fixed) / self.N,
                       "level_index": str(self.data.index.path), "parameters": count_parameters(model),
                       "world_size": dist.world, "train_level_sizes": self.data.train_level_sizes}
 
         if resume and (out / LAST).is_file():
             checkpoint = torch.load(out / LAST, map_location=self.device, weights_only=True)
             saved = json.loads((out / CONFIG).read_text())
-            changed = [k for k in ("data", "metric", "quant", "hidden", "features", "batch_size", "lr", "seed", "floor")
+            changed = [k for k in ("data", "strategy", "metric", "quant", "hidden", "features", "batch_size", "lr", "seed", "floor")
                        if saved.get(k) != config_doc[k]]
             if changed:
                 raise InputError(f"{out / CONFIG}: --resume with other settings ({', '.join(changed)}); "
@@ -261,8 +271,9 @@ class Trainer:
         self.norm_mean, self.norm_std = self.norm_mean.to(self.device), self.norm_std.to(self.device)
         if dist.main:
             self._write_records(out, state.records)  # drops lines of an epoch a kill interrupted
-            self.log(f"{cfg.metric}-{cfg.quant} K={self.K}: N={self.N} clean train utterances, train level sizes "
-                     f"{self.data.train_level_sizes}, {count_parameters(model)} parameters, device {self.device}, "
+            what = f"{cfg.metric}-{cfg.quant} K={self.K}" if self.metricaug else cfg.strategy
+            self.log(f"{what}: N={self.N} clean train utterances, {config_doc['train_size_n']:g}N per epoch, train level "
+                     f"sizes {self.data.train_level_sizes}, {count_parameters(model)} parameters, device {self.device}, "
                      f"{dist.world} process(es)")
         net = torch.nn.parallel.DistributedDataParallel(model) if dist.active else model
 
@@ -279,7 +290,8 @@ class Trainer:
             gaps = [0.0 if math.isnan(w) else metrics["val_wf1_clean"] - w for w in metrics["val_wf1_levels"]]
             record = {"epoch": epoch, "loss": loss, **metrics, "gaps": gaps, "weights": list(state.weights),
                       "drawn": drawn, "samples": len(samples), "seconds": time.perf_counter() - started}
-            state.weights = [float(w) for w in algorithm1(gaps, cfg.floor)]
+            if self.metricaug:
+                state.weights = [float(w) for w in algorithm1(gaps, cfg.floor)]
             state.epoch = epoch
             state.records.append(record)
             improved = metrics["val_wf1_clean"] > state.best_wf1
@@ -342,7 +354,7 @@ class Trainer:
 
     def _summary(self, r: dict, improved: bool) -> str:
         levels = " ".join(f"{w:.3f}" for w in r["val_wf1_levels"])
-        weights = " ".join(f"{w:.2f}" for w in r["weights"])
+        weights = f"weights [{' '.join(f'{w:.2f}' for w in r['weights'])}]  " if r["weights"] else ""
+        levels = f"levels [{levels}]  " if levels else ""
         return (f"epoch {r['epoch']:3d}  loss {r['loss']:.4f}  val WF1 clean {r['val_wf1_clean']:.4f}"
-                f"{' *' if improved else '  '} UAR {r['val_uar_clean']:.4f}  levels [{levels}]  "
-                f"weights [{weights}]  {r['seconds']:.1f} s")
+                f"{' *' if improved else '  '} UAR {r['val_uar_clean']:.4f}  {levels}{weights}{r['seconds']:.1f} s")

@@ -1,0 +1,62 @@
+"""`trainer report` from small recorded runs: Table 2 values, the best per row, the plots."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trainer.report import load_runs, plots, table2
+
+CONDITIONS = ["clean", "test_snr10", "test_snr5", "test_snr0", "test_unseen"]
+
+
+def record_run(folder: Path, strategy: str, wf1: list[float], seed: int, size: float, k: int = 3) -> Path:
+    folder.mkdir(parents=True)
+    config = {"strategy": strategy, "metric": "stoi", "quant": "gmm", "seed": seed, "train_size_n": size,
+              "data": "unused", "hidden": 16, "features": "logmel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    rng = np.random.default_rng(seed)
+    epochs = []
+    for e in range(1, 5):
+        weights = rng.dirichlet(np.ones(k)).tolist() if strategy == "metricaug" else []
+        epochs.append({"epoch": e, "loss": 1.0 / e, "val_wf1_clean": 0.5, "val_wf1_levels": rng.random(k).tolist(),
+                       "weights": weights, "gaps": [0.0] * k, "drawn": [], "seconds": 1.0})
+    (folder / "epochs.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
+    results = {"conditions": {c: {"wf1": w, "uar": w, "n": 10} for c, w in zip(CONDITIONS, wf1)}}
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def test_table2_means_stds_best_marks_and_sizes(tmp_path):
+    runs = [
+        record_run(tmp_path / "none-0", "none", [0.60, 0.50, 0.45, 0.40, 0.55], 0, 1),
+        record_run(tmp_path / "none-1", "none", [0.62, 0.52, 0.47, 0.42, 0.57], 1, 1),
+        record_run(tmp_path / "ma-0", "metricaug", [0.61, 0.60, 0.58, 0.56, 0.60], 0, 2),
+        record_run(tmp_path / "ma-1", "metricaug", [0.63, 0.60, 0.58, 0.56, 0.60], 1, 2),
+        record_run(tmp_path / "fixed-0", "fixed-snr", [0.605, 0.59, 0.59, 0.55, 0.59], 0, 7),
+    ]
+    loaded = load_runs(runs)
+    md, rows = table2(loaded)
+    lines = md.splitlines()
+    assert lines[0] == "| WF1 % | None (n=2) | Fixed SNR (n=1) | STOI-GMM (n=2) |"
+    assert lines[2] == "| Train size | 1N | 7N | 2N |"
+    assert [line.split(" | ")[0] for line in lines[3:]] == ["| Clean", "| 10 dB", "| 5 dB", "| 0 dB", "| Unseen"]
+    assert lines[3] == "| Clean | 61.00 ± 1.00 | 60.50 | **62.00 ± 1.00** |"
+    assert lines[5] == "| 5 dB | 46.00 ± 1.00 | **59.00** | 58.00 ± 0.00 |"
+    by_condition = {r[0]: r for r in rows[1:]}
+    assert rows[0][:4] == ["condition", "None mean", "None std", "None runs"]
+    assert float(by_condition["test_snr0"][1]) == pytest.approx(41.0) and by_condition["test_snr0"][3] == "2"
+
+
+def test_plots_are_written_as_png(tmp_path):
+    runs = [record_run(tmp_path / "none", "none", [0.6] * 5, 0, 1),
+            record_run(tmp_path / "ma", "metricaug", [0.62] * 5, 0, 2)]
+    out = tmp_path / "report"
+    out.mkdir()
+    written = plots(load_runs(runs), out)
+    assert [p.name for p in written] == ["weights.png", "val_levels.png", "conditions.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)

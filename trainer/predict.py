@@ -1,0 +1,52 @@
+"""Scoring a model on a set of stored samples: shared by the training loop (validation after
+every epoch) and ``trainer eval`` (the test conditions of a finished run)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix, f1_score, recall_score
+from torch.utils.data import DataLoader
+
+from shards.vocab import EMOTIONS
+from trainer.data import SampleSet, WaveformDataset, collate_waveforms, length_batches
+
+#: Utterances per forward pass when only predicting (no gradients: larger batches are cheap).
+PREDICT_BATCH = 64
+
+
+def make_loader(samples: SampleSet, batches: list[np.ndarray], workers: int) -> DataLoader:
+    """A DataLoader whose workers decode the FLAC of ``samples`` batch by batch."""
+    workers = max(0, workers)
+    return DataLoader(WaveformDataset(samples), batch_sampler=batches, collate_fn=collate_waveforms,
+                      num_workers=workers, persistent_workers=False,
+                      multiprocessing_context="fork" if workers else None)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, featurize: Callable, samples: SampleSet, workers: int) -> np.ndarray:
+    """Predicted class index of every sample (in the order of ``samples``)."""
+    model.eval()
+    predictions = np.empty(len(samples), dtype=np.int64)
+    for wavs, lengths, _, indices in make_loader(samples, length_batches(samples.lengths, PREDICT_BATCH, None), workers):
+        feats, frames = featurize(wavs, lengths)
+        predictions[indices.numpy()] = model(feats, frames).argmax(-1).cpu().numpy()
+    return predictions
+
+
+def classification_scores(labels: np.ndarray, predictions: np.ndarray) -> dict:
+    """WF1 (F1 weighted by class support, as the paper), UAR (mean recall over the classes
+    present), per-class F1 and the confusion matrix (rows: true class, in EMOTIONS order)."""
+    classes = list(range(len(EMOTIONS)))
+    if labels.size == 0:
+        return {"wf1": float("nan"), "uar": float("nan"), "n": 0, "f1_per_class": {}, "confusion": []}
+    present = sorted(set(labels.tolist()))
+    per_class = f1_score(labels, predictions, average=None, labels=classes, zero_division=0)
+    return {
+        "wf1": float(f1_score(labels, predictions, average="weighted", labels=classes, zero_division=0)),
+        "uar": float(recall_score(labels, predictions, average="macro", labels=present, zero_division=0)),
+        "n": int(labels.size),
+        "f1_per_class": {EMOTIONS[c]: float(per_class[c]) for c in classes},
+        "confusion": confusion_matrix(labels, predictions, labels=classes).tolist(),
+    }
