@@ -170,3 +170,17 @@ def test_baseline_none_trains_on_clean_only_and_eval_scores_every_test_condition
     gaps = [float(x) for x in rows[1][1:-1]]
     assert len(gaps) == config["n_levels"] and float(rows[1][-1]) == pytest.approx(np.nansum(gaps), abs=1e-5)
     assert "| Clean |" in (tmp_path / "report" / "table2.md").read_text()
+
+
+def test_search_hidden_doubles_and_keeps_the_best(demo_store, tmp_path):
+    result = runner.invoke(app, ["search-hidden", "--data", str(demo_store), "--out", str(tmp_path), "--start", "8",
+                                 "--stop", "32", "--max-epochs", "1", "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "search.json").read_text())
+    tried = {int(h): v for h, v in summary["tried"].items()}
+    assert list(tried)[:2] == [8, 16] and set(tried) <= {8, 16, 32}
+    assert summary["best_val_wf1"] == max(tried.values()) and tried[summary["best_hidden"]] == summary["best_val_wf1"]
+    if len(tried) == 2:  # stopped early: doubling did not help
+        assert tried[16] <= tried[8]
+    for h in tried:
+        assert json.loads((tmp_path / f"h{h}" / "config.json").read_text())["hidden"] == h

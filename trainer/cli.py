@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from enum import Enum
@@ -209,6 +210,50 @@ def run_command(
     finally:
         if log_file is not None:
             log_file.close()
+
+
+@app.command("search-hidden")
+def search_hidden_command(
+    data: Path = typer.Option(..., "--data", help="The store folder (OUT/<corpus>)."),
+    out: Path = typer.Option(Path("runs/search-hidden"), "--out", help="Folder for one run per hidden size (h8, h16, ...)."),
+    strategy: StrategyName = typer.Option(StrategyName.metricaug, "--strategy", help="Strategy of every run."),
+    quant: QuantName = typer.Option(QuantName.gmm, "--quant", help="Quantizer of the level index (metricaug)."),
+    metric: str = typer.Option("stoi", "--metric", help="Metric of the level index (metricaug)."),
+    start: int = typer.Option(8, "--start", help="First hidden size."),
+    stop: int = typer.Option(128, "--stop", help="Largest hidden size."),
+    max_epochs: int = typer.Option(100, "--max-epochs", min=1, help="Most epochs per run."),
+    patience: int = typer.Option(10, "--patience", min=1, help="Early-stopping patience per run."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every run."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    workers: int = typer.Option(-1, "--workers", help="DataLoader worker processes (-1: one per core, up to 8)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """The paper's greedy search of H: double it from --start while the best validation WF1
+    improves (up to --stop); print and record the best. Finished sizes are reused on a rerun."""
+    from shards.errors import InputError
+    from trainer.train import TrainConfig, Trainer
+
+    tried: dict[int, float] = {}
+    hidden = start
+    try:
+        while hidden <= stop:
+            run_dir = out / f"h{hidden}"
+            config = TrainConfig(data=str(data), out=str(run_dir), strategy=strategy.value, metric=metric,
+                                 quant=quant.value, hidden=hidden, max_epochs=max_epochs, patience=patience,
+                                 seed=seed, device=device, workers=_default_workers() if workers < 0 else workers)
+            state = Trainer(config, log=lambda line: typer.echo(f"[H={hidden}] {line}"), progress=not quiet).run(resume=True)
+            tried[hidden] = state.best_wf1
+            if len(tried) > 1 and state.best_wf1 <= max(v for h, v in tried.items() if h != hidden):
+                break  # doubling stopped helping
+            hidden *= 2
+    except InputError as exc:
+        _fail(str(exc))
+    best = max(tried, key=lambda h: (tried[h], -h))
+    summary = {"tried": {str(h): v for h, v in tried.items()}, "best_hidden": best, "best_val_wf1": tried[best]}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "search.json").write_text(json.dumps(summary, indent=1) + "\n")
+    for h, v in tried.items():
+        typer.echo(f"H={h:4d}  best validation WF1 {v:.4f}{'  <- best' if h == best else ''}")
 
 
 @app.command("eval")
