@@ -7,18 +7,24 @@ the corpus size.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import os
+import re
 import resource
+import signal
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from mixer.audio import AudioError, load_audio, read_segment
-from mixer.mixing import MixError, fit_noise, mix_at_snr, quantize_pcm16
+from mixer.mixing import MixError, fit_noise, fit_pcm16, mix_at_snr
 from mixer.plan import MixSpec, ShardTask
 from scoring.metrics import score_mixes
 from shards import store as st
@@ -26,6 +32,40 @@ from shards.atomic import write_json_atomic
 from shards.errors import InputError
 from shards.vocab import METRICS, SAMPLE_RATE, SHARDS_DIR, shard_path, shard_relpath
 from shards.writer import ShardWriter, encode_flac, encode_json
+
+#: Tests only: a worker that starts the shard named in this variable kills itself with
+#: SIGKILL, as the kernel's out-of-memory killer would (tests/test_faults_store.py).
+TEST_SIGKILL_SHARD_ENV = "METRICAUG_TEST_SIGKILL_SHARD"
+
+
+class BuildError(Exception):
+    """The build could not finish for a reason outside the user's input (a worker killed by
+    the operating system). The message is one line: what happened, the likely cause, and
+    that running the same command again resumes."""
+
+
+class OwnerGone(Exception):
+    """Raised in a worker whose build no longer holds the store lock (killed, or replaced by
+    a later build): the worker drops its shard instead of publishing it."""
+
+
+def stamp_inputs(tasks: list[ShardTask]) -> list[ShardTask]:
+    """The tasks with ``inputs`` set to (path, size, mtime_ns) of every file they read, so
+    that an input replaced in place changes the fingerprint of the shards that use it.
+    Size and mtime (what make and rsync compare) cost one stat per file; a content hash
+    would read the whole corpus on every run. A missing file stamps as (-1, -1)."""
+    stamps: dict[str, tuple[str, int, int]] = {}
+
+    def stamp(path: str) -> tuple[str, int, int]:
+        if path not in stamps:
+            try:
+                info = os.stat(path)
+                stamps[path] = (path, int(info.st_size), int(info.st_mtime_ns))
+            except OSError:
+                stamps[path] = (path, -1, -1)
+        return stamps[path]
+
+    return [dataclasses.replace(t, inputs=tuple(stamp(p) for p in t.input_paths())) for t in tasks]
 
 
 def read_noise(spec: MixSpec, num_samples: int) -> tuple[np.ndarray, int]:
@@ -46,27 +86,61 @@ def _score(clean: np.ndarray, mixes: list[np.ndarray], metrics: tuple[str, ...])
     return score_mixes(clean, mixes, fs=SAMPLE_RATE, metrics=metrics)
 
 
-def build_shard(store_dir: str, task: ShardTask) -> dict:
-    """Write one shard and its rows. Runs in a worker process."""
+def build_shard(store_dir: str, task: ShardTask, owner: str | None = None) -> dict:
+    """Write one shard and its rows. Runs in a worker process. ``owner`` is the store lock's
+    token of the build that sent the task: the worker stops, and publishes nothing, as soon
+    as that build no longer holds the lock (see shards.store.lock_owned_by)."""
     from threadpoolctl import threadpool_limits
 
     # one BLAS thread: a multi-threaded matmul sums in another order, and the metrics'
     # last bits (so the shard bytes) would depend on how many workers share the cores
+    _exit_with_parent(owner)
     with threadpool_limits(limits=1):
-        return _build_shard(Path(store_dir), task)
+        return _build_shard(Path(store_dir), task, owner)
 
 
-def _build_shard(store: Path, task: ShardTask) -> dict:
+_WATCHING_PARENT = False
+
+
+def _exit_with_parent(owner: str | None) -> None:
+    """In a worker started by the build process itself (loky): a daemon thread ends this
+    process as soon as the build process is gone, so that a build killed alone (kill -9 PID,
+    the OOM killer) leaves no worker computing, or idling, for minutes. Workers of other
+    processes (Dask) stay up; their tasks stop at the next lock check (_check_owner)."""
+    global _WATCHING_PARENT
+    parent = os.getppid()
+    if _WATCHING_PARENT or owner is None or st.lock_holder_pid(owner) != parent:
+        return
+    _WATCHING_PARENT = True
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)  # reparented: the build died; its lock is gone, nothing to publish
+
+    threading.Thread(target=watch, name="exit-with-build", daemon=True).start()
+
+
+def _check_owner(store: Path, owner: str | None, name: str) -> None:
+    if owner is not None and not st.lock_owned_by(store, owner):
+        raise OwnerGone(f"{shard_relpath(name)}: the build that started it no longer holds the store lock")
+
+
+def _build_shard(store: Path, task: ShardTask, owner: str | None = None) -> dict:
     started = time.perf_counter()
     rel_shard = shard_relpath(task.name)
     writer = ShardWriter(shard_path(store, task.name))
     rows: list[dict] = []
     rejects: list[dict] = []
     try:
+        if os.environ.get(TEST_SIGKILL_SHARD_ENV) == task.name:
+            os.kill(os.getpid(), signal.SIGKILL)
         for job in task.jobs:
+            _check_owner(store, owner, task.name)  # the build was killed: stop with it
             utt = job.utt
             try:
-                clean = quantize_pcm16(load_audio(utt.path, SAMPLE_RATE))
+                # scaled as a whole, never clipped, where it would not fit 16 bits; level: the gain
+                clean, level = fit_pcm16(load_audio(utt.path, SAMPLE_RATE))
             except AudioError as exc:
                 rejects.append({"file": utt.path, "reason": exc.reason})
                 continue
@@ -77,7 +151,7 @@ def _build_shard(store: Path, task: ShardTask) -> dict:
             if not job.mixes:
                 samples = [(utt.utt_id, clean, {**base, "noise_type": "", "noise_file": "", "noise_offset": -1,
                             "snr_bin": -1, "snr_target": np.nan, "snr_achieved": np.nan, "noise_gain": 0.0,
-                            "gain": 1.0, **{m: np.nan for m in METRICS}, "errors": ""})]
+                            "gain": level, **{m: np.nan for m in METRICS}, "errors": ""})]
             else:
                 made = []
                 for spec in job.mixes:
@@ -101,17 +175,20 @@ def _build_shard(store: Path, task: ShardTask) -> dict:
                              "flac_offset": where["flac"][0], "flac_size": where["flac"][1],
                              "json_offset": where["json"][0], "json_size": where["json"][1]})
         digest = writer.close()
+        shard_bytes = writer.tmp_path.stat().st_size
+        # only the build holding the lock publishes; rows first, tar last: a tar in place
+        # always has its rows next to it
+        _check_owner(store, owner, task.name)
+        write_json_atomic(st.rows_path(store, task.name), {
+            "name": task.name, "subset": task.subset, "split": task.split, "fingerprint": task.fingerprint(),
+            "samples": len(rows), "sha256": digest, "bytes": shard_bytes, "metrics": list(task.metrics),
+            "rows": rows, "rejects": rejects,
+        })
+        _check_owner(store, owner, task.name)
+        writer.publish()
     except BaseException:
         writer.abort()
         raise
-    shard_bytes = writer.tmp_path.stat().st_size
-    # rows first, tar last: a tar in place always has its rows next to it
-    write_json_atomic(st.rows_path(store, task.name), {
-        "name": task.name, "subset": task.subset, "split": task.split, "fingerprint": task.fingerprint(),
-        "samples": len(rows), "sha256": digest, "bytes": shard_bytes, "metrics": list(task.metrics),
-        "rows": rows, "rejects": rejects,
-    })
-    writer.publish()
     return {
         "name": task.name, "planned": task.num_samples, "samples": len(rows), "rejects": len(rejects),
         "seconds": time.perf_counter() - started, "pid": os.getpid(),
@@ -145,11 +222,12 @@ class BuildSummary:
         ]
 
 
-def _run_parallel(store: Path, tasks: list[ShardTask], jobs: int, backend: str, scheduler: str | None):
+def _run_parallel(store: Path, tasks: list[ShardTask], jobs: int, backend: str, scheduler: str | None,
+                  owner: str | None = None):
     """Yield each task's result as it completes."""
     from joblib import Parallel, delayed, parallel_config
 
-    calls = (delayed(build_shard)(str(store), t) for t in tasks)
+    calls = (delayed(build_shard)(str(store), t, owner) for t in tasks)
     if backend == "dask":
         try:
             from dask.distributed import Client
@@ -165,6 +243,29 @@ def _run_parallel(store: Path, tasks: list[ShardTask], jobs: int, backend: str, 
         yield from Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(calls)
     else:
         raise InputError(f"unknown --backend {backend!r} (expected loky or dask)")
+
+
+def _worker_killed_message(store: Path, exc: BaseException, jobs: int) -> str:
+    """One line for a worker the operating system killed (joblib's TerminatedWorkerError)."""
+    names = st.shards_in_progress(store)
+    shown = ", ".join(shard_relpath(n) for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    where = f" while building {shown}" if names else ""
+    found = re.search(r"exit codes of the workers are \{([^}]*)\}", str(exc))
+    codes = found.group(1) if found else "SIGKILL"  # joblib's message names them; SIGKILL is the usual one
+    if "SIGKILL" in codes:
+        what = (f"a build worker was killed by the operating system (SIGKILL){where}: most likely it ran out of "
+                f"memory (the kernel's OOM killer); try fewer --jobs (this run used {jobs})")
+    else:
+        what = f"a build worker died ({codes}){where}; if memory ran short, try fewer --jobs (this run used {jobs})"
+    return f"{what}. Complete shards are kept: run the same command again to resume"
+
+
+def pending_tasks(store: Path, tasks: list[ShardTask], threads: int = 4) -> list[ShardTask]:
+    """The tasks whose shard is not complete (see shards.store.shard_is_complete). Every
+    complete-looking shard is read once for its sha256; threads overlap the reads."""
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        complete = list(pool.map(lambda t: st.shard_is_complete(store, t.name, t.fingerprint()), tasks))
+    return [t for t, done in zip(tasks, complete) if not done]
 
 
 def package_versions() -> dict[str, str]:
@@ -189,18 +290,20 @@ def run_stage(store: Path, stage: str, tasks: list[ShardTask], stage_info: dict,
         jobs = os.cpu_count() or 1
     summary = BuildSummary()
     started = time.perf_counter()
-    with st.store_lock(store):
+    with st.store_lock(store) as owner:
         (store / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
         st.remove_stale_temporaries(store)
         st.write_plan(store, stage, {**stage_info, "shards": [t.name for t in tasks], "prepare_rejects": prepare_rejects})
-        pending = [t for t in tasks if not st.shard_is_complete(store, t.name, t.fingerprint())]
+        tasks = stamp_inputs(tasks)
+        pending = pending_tasks(store, tasks, threads=min(jobs, 8))
         summary.shards_reused = len(tasks) - len(pending)
         # big shards first keeps both workers busy to the end
         pending.sort(key=lambda t: (-t.num_samples, t.name))
-        bar = tqdm(total=sum(t.num_samples for t in pending), unit="mix", desc=f"{stage} {store.name}",
+        # a clean shard's samples are utterances, not mixes: the bar counts samples
+        bar = tqdm(total=sum(t.num_samples for t in pending), unit="sample", desc=f"{stage} {store.name}",
                    disable=not progress, smoothing=0.1, dynamic_ncols=True)
         try:
-            for result in _run_parallel(store, pending, jobs, backend, scheduler):
+            for result in _run_parallel(store, pending, jobs, backend, scheduler, owner):
                 bar.update(result["planned"])
                 summary.shards_built += 1
                 summary.samples_written += result["samples"]
@@ -209,6 +312,10 @@ def run_stage(store: Path, stage: str, tasks: list[ShardTask], stage_info: dict,
         except KeyboardInterrupt:
             st.remove_stale_temporaries(store)  # the workers died mid-shard; keep only complete shards
             raise
+        except TerminatedWorkerError as exc:  # SIGKILL (OOM killer), segfault
+            message = _worker_killed_message(store, exc, jobs)
+            st.remove_stale_temporaries(store)
+            raise BuildError(message) from None
         finally:
             bar.close()
         summary.stage = st.finalize_store(store, package_versions())["stages"][stage]["totals"]

@@ -36,6 +36,20 @@ def quantize_pcm16(wav: np.ndarray) -> np.ndarray:
     return (ints / INT16_SCALE).astype(np.float32)
 
 
+def fit_pcm16(wav: np.ndarray) -> tuple[np.ndarray, float]:
+    """``wav`` on the 16-bit grid, and the gain applied to it. A signal the grid can hold
+    is only rounded (gain 1.0, the bytes of :func:`quantize_pcm16`). One that would clip (a
+    float file beyond +-1, a resampler overshooting near full scale) is scaled as a whole
+    to full scale instead, as :func:`mix_at_snr` does with a mix, and the gain returned so
+    that it can be recorded: never clipped."""
+    x = np.asarray(wav, dtype=np.float64)
+    ints = np.round(x * INT16_SCALE)
+    if ints.size == 0 or (ints.max() <= 32767 and ints.min() >= -32768):
+        return quantize_pcm16(wav), 1.0
+    gain = FULL_SCALE / float(np.max(np.abs(x)))
+    return quantize_pcm16(x * gain), gain
+
+
 def fit_noise(noise: np.ndarray, num_samples: int, offset: int = 0) -> np.ndarray:
     """The noise stretch laid under an utterance of ``num_samples``: cut at ``offset`` when
     long enough, otherwise repeated end to end (the authors' code repeats short noise)."""

@@ -6,7 +6,9 @@
     plans/<stage>.json   what a stage planned (options, roots, shard names)
     shards/<name>.tar    WebDataset shards; shards/<name>.rows.json is the shard's part of
                          the table, written just before the tar is renamed into place
-    .lock                held by the build that is writing the store
+    .lock                held by the build that is writing the store; holds its owner token
+                         (pid, host, nonce): a worker publishes a shard only while that
+                         build still holds the lock
 
 This module writes those files (the build's side); :mod:`shards.reader` opens a finished
 store for reading and refuses one that does not match its manifest.
@@ -18,6 +20,8 @@ import errno
 import fcntl
 import json
 import os
+import socket
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,7 +32,8 @@ import pyarrow.parquet as pq
 from shards.atomic import TEMPORARY_GLOB, atomic_output, sha256_file, write_json_atomic
 from shards.errors import InputError
 from shards.vocab import (
-    CLEAN_SUBSET, LOCK, MANIFEST, PLANS_DIR, REJECTS, SHARDS_DIR, STORE_FORMAT, TABLE, shard_path, shard_relpath,
+    CLEAN_SUBSET, LEVELS_DIR, LOCK, MANIFEST, PLANS_DIR, REJECTS, ROWS_SUFFIX, SHARD_SUFFIX, SHARDS_DIR,
+    STORE_FORMAT, TABLE, shard_path, shard_relpath,
 )
 
 #: Columns of metadata.parquet, in order. Floats are NaN where there is no value.
@@ -64,37 +69,100 @@ TABLE_SCHEMA = pa.schema(
 
 
 def rows_path(store: Path, name: str) -> Path:
-    return Path(store) / SHARDS_DIR / f"{name}.rows.json"
+    return Path(store) / SHARDS_DIR / f"{name}{ROWS_SUFFIX}"
 
 
 def read_rows(store: Path, name: str) -> dict | None:
     try:
         with open(rows_path(store, name)) as f:
-            return json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
+            rows = json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+    return rows if isinstance(rows, dict) else None
 
 
 def shard_is_complete(store: Path, name: str, fingerprint: str) -> bool:
-    """Complete = the tar was renamed into place and its rows were written for this very plan."""
-    if not shard_path(store, name).is_file():
-        return False
+    """Complete = the tar was renamed into place, its rows were written for this very plan
+    (inputs included), and the tar is still the file those rows describe: same size (a
+    stat) and same sha256 (one read of the shard). A shard damaged in place is rebuilt."""
+    path = shard_path(store, name)
     rows = read_rows(store, name)
-    return rows is not None and rows.get("fingerprint") == fingerprint
+    if rows is None or rows.get("fingerprint") != fingerprint:
+        return False
+    try:
+        if path.stat().st_size != rows.get("bytes"):
+            return False
+        return sha256_file(path) == rows.get("sha256")
+    except OSError:  # missing or unreadable: build it again
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, run by another user
+    return True
+
+
+#: Folders of a store where a writer may leave a temporary (besides the store root).
+_TEMPORARY_DIRS = ("", SHARDS_DIR, PLANS_DIR, LEVELS_DIR)
 
 
 def remove_stale_temporaries(store: Path) -> int:
-    """Half-written files of a build that died (kill -9, power loss)."""
+    """Half-written files of a writer that died (kill -9, power loss): shard tars, rows,
+    plans, the table, rejects, manifest and level files. Call with the store lock held.
+    In levels/ (written by ``prep score``, which takes no lock) a temporary whose writer
+    is still alive (``.<name>.tmp-<pid>``) is left alone."""
     count = 0
-    for tmp in (store / SHARDS_DIR).glob(TEMPORARY_GLOB):
-        tmp.unlink(missing_ok=True)
-        count += 1
+    for folder in _TEMPORARY_DIRS:
+        for tmp in (Path(store) / folder).glob(TEMPORARY_GLOB):
+            pid = tmp.name.rpartition(".tmp-")[2]
+            if folder == LEVELS_DIR and pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+                continue
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                count += 1
     return count
+
+
+def shards_in_progress(store: Path) -> list[str]:
+    """Names of the shards whose temporary tar is in shards/ (being written, or left by a
+    worker that died)."""
+    marker = f"{SHARD_SUFFIX}.tmp-"
+    names = set()
+    for tmp in (Path(store) / SHARDS_DIR).glob(TEMPORARY_GLOB):
+        if marker in tmp.name:
+            names.add(tmp.name[1 : tmp.name.index(marker)])
+    return sorted(names)
+
+
+def remove_unplanned_shards(store: Path, planned: set[str]) -> list[str]:
+    """Delete shard tars and rows files that no stage's plan names (left by an older plan
+    with more or other shards), so that ``shards/*.tar`` holds exactly the store's samples.
+    Only files named like shards are touched. Returns the names removed."""
+    removed = set()
+    for path in (Path(store) / SHARDS_DIR).iterdir() if (Path(store) / SHARDS_DIR).is_dir() else ():
+        for suffix in (SHARD_SUFFIX, ROWS_SUFFIX):
+            if path.name.endswith(suffix) and not path.name.startswith("."):
+                name = path.name[: -len(suffix)]
+                if name not in planned and path.is_file():
+                    path.unlink(missing_ok=True)
+                    removed.add(name)
+    return sorted(removed)
+
+
+def _lock_token() -> str:
+    return f"{os.getpid()} {socket.gethostname()} {uuid.uuid4().hex}"
 
 
 @contextmanager
 def store_lock(store: Path):
-    """An exclusive lock on the store; the OS drops it when the holder dies, even by kill -9."""
+    """An exclusive lock on the store; the OS drops it when the holder dies, even by kill -9.
+    Yields the owner token written into the lock file; the build hands it to its workers,
+    which publish only while :func:`lock_owned_by` says the token's build holds the lock."""
     store.mkdir(parents=True, exist_ok=True)
     lock_file = open(store / LOCK, "a+")
     try:
@@ -105,14 +173,38 @@ def store_lock(store: Path):
             raise InputError(f"{store}: another build is writing this store (lock {store / LOCK} is held); wait for it or pick another --out") from None
         raise
     try:
+        token = _lock_token()
         lock_file.seek(0)
         lock_file.truncate()
-        lock_file.write(f"{os.getpid()}\n")
+        lock_file.write(f"{token}\n")
         lock_file.flush()
-        yield
+        yield token
     finally:
         fcntl.flock(lock_file, fcntl.LOCK_UN)
         lock_file.close()
+
+
+def lock_holder_pid(token: str) -> int | None:
+    """The pid of the build that wrote ``token``, if it runs on this machine."""
+    pid, host, _ = token.split(" ", 2)
+    return int(pid) if host == socket.gethostname() else None
+
+
+def lock_owned_by(store: Path, token: str) -> bool:
+    """Whether the build that wrote ``token`` still owns the store: the lock file names it
+    (no later build took over) and, on its host, its process is alive (a build killed with
+    kill -9 leaves its token behind, but not its process). A worker of a dead or replaced
+    build must not publish anything."""
+    try:
+        current = (Path(store) / LOCK).read_text().strip()
+    except OSError:
+        return False
+    if current != token:
+        return False
+    pid = lock_holder_pid(token)
+    if pid is None:
+        return True  # a Dask worker on another machine: the token is all it can check
+    return _pid_alive(pid)
 
 
 def rows_to_table(rows: list[dict]) -> pa.Table:
@@ -169,6 +261,7 @@ def finalize_store(store: Path, versions: dict[str, str]) -> dict:
 
     store = Path(store)
     plans = read_plans(store)
+    remove_unplanned_shards(store, {name for plan in plans.values() for name in plan["shards"]})
     tables, rejects, shards = [], [], []
     stage_totals = {}
     for stage, plan in plans.items():

@@ -5,9 +5,12 @@ import csv
 import io
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..audio import AudioError, audio_info
+from ..audio import AudioError, scan_audio
 from shards.errors import InputError
 from ..records import NoiseFile, Reject, safe_id
 
@@ -37,12 +40,23 @@ def read_text(path: Path) -> str:
 
 class LabelTable:
     """Rows of a CSV label file as dicts keyed by the (whitespace-stripped) header, with the
-    1-based line number each row starts on (quoted fields may span lines)."""
+    1-based line number each row starts on (quoted fields may span lines). ``rejects``: a
+    row per line lost to broken quoting, which the adapter passes on with its own;
+    ``lines``: the non-blank lines after the header, to tell rows read from rows in the file."""
 
-    def __init__(self, path: Path, header: list[str], rows: list[tuple[int, dict[str, str]]]):
+    def __init__(
+        self,
+        path: Path,
+        header: list[str],
+        rows: list[tuple[int, dict[str, str]]],
+        rejects: list[Reject] | None = None,
+        lines: int | None = None,
+    ):
         self.path = path
         self.header = header
         self.rows = rows
+        self.rejects = list(rejects or [])
+        self.lines = len(rows) if lines is None else lines
 
     def __iter__(self) -> Iterator[tuple[int, dict[str, str]]]:
         return iter(self.rows)
@@ -51,19 +65,65 @@ class LabelTable:
         return len(self.rows)
 
 
+@dataclass(frozen=True)
+class LabelCount:
+    """How much of one label file was read: rows taken vs non-blank lines in the file."""
+
+    file: str
+    rows_read: int
+    lines: int
+    lines_rejected: int
+
+    def summary(self) -> str:
+        text = f"{Path(self.file).name}: {self.rows_read} rows read of {self.lines} lines in the file"
+        if self.lines_rejected:
+            text += f" ({self.lines_rejected} lines lost to broken quoting, each in rejects.csv)"
+        return text
+
+
+_label_counts: ContextVar[list[LabelCount] | None] = ContextVar("label_counts", default=None)
+
+
+@contextmanager
+def counting_label_rows() -> Iterator[list[LabelCount]]:
+    """Inside the block, every :func:`read_label_csv` appends its :class:`LabelCount` to the
+    list yielded (the command line reports them beside the build summary)."""
+    counts: list[LabelCount] = []
+    token = _label_counts.set(counts)
+    try:
+        yield counts
+    finally:
+        _label_counts.reset(token)
+
+
+def _looks_like_rows(values: list[str], columns: int) -> bool:
+    """Whether a row that spans lines holds, inside a quoted field, lines that are rows of
+    their own (as many fields as the header): a stray quote swallowed them. A quoted field
+    with a genuine line break (a transcript) does not look like that."""
+    for value in values:
+        for inner in value.splitlines()[1:]:
+            fields = next(csv.reader([inner]), [])
+            if len(fields) >= columns:
+                return True
+    return False
+
+
 def read_label_csv(
     path: str | Path, required: Iterable[str], *, what: str = "label file", lower_header: bool = False
 ) -> LabelTable:
     """Read ``path`` as CSV; :class:`InputError` (one line) when it is missing, empty or lacks a
     column of ``required``. Values are stripped; short rows get "" for missing fields;
-    ``lower_header`` makes column names case-insensitive (given in lower case)."""
+    ``lower_header`` makes column names case-insensitive (given in lower case). A stray
+    quote that runs a field over the rows below is not read as one row: that row and every
+    line it swallowed become rejects, each with its line number (``LabelTable.rejects``)."""
     path = Path(path)
     required = list(required)
     expected = ", ".join(required)
     if not path.is_file():
         raise InputError(f"{path}: {what} not found (expected a CSV with columns {expected})")
     text = read_text(path)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    physical = list(io.StringIO(text, newline=""))  # the lines as the csv reader counts them
+    reader = csv.reader(physical)
     try:
         header = [h.strip().lower() if lower_header else h.strip() for h in next(reader)]
     except StopIteration:
@@ -76,22 +136,57 @@ def read_label_csv(
         raise InputError(
             f"{path}: {what} lacks column(s) {', '.join(missing)}; expected columns {expected} (found {found})"
         )
+    first_data_line = reader.line_num + 1
     rows: list[tuple[int, dict[str, str]]] = []
+    rejects: list[Reject] = []
     try:
-        line = reader.line_num + 1
+        line = first_data_line
         for values in reader:
-            if any(v.strip() for v in values):
+            last = reader.line_num
+            if last > line and _looks_like_rows(values, len(header)):
+                rejects += _broken_quote_rejects(path, physical, line, last)
+            elif any(v.strip() for v in values):
                 padded = values + [""] * (len(header) - len(values))
                 rows.append((line, {h: v.strip() for h, v in zip(header, padded)}))
             line = reader.line_num + 1
     except csv.Error as exc:
-        # a broken quote swallows the rest of the file: stop there and say so
+        # e.g. a stray quote swallowing more than the csv module's field limit: stop and say so
         raise InputError(f"{path}: unreadable CSV near line {reader.line_num} ({exc})") from None
-    return LabelTable(path, header, rows)
+    lines = sum(1 for text_line in physical[first_data_line - 1 :] if _has_content(text_line))
+    table = LabelTable(path, header, rows, rejects, lines)
+    counts = _label_counts.get()
+    if counts is not None:
+        counts.append(LabelCount(str(path), len(rows), lines, len(rejects)))
+    return table
+
+
+def _has_content(text_line: str) -> bool:
+    return any(c not in " \t\r\n," for c in text_line)
+
+
+def _broken_quote_rejects(path: Path, physical: list[str], first: int, last: int) -> list[Reject]:
+    """A reject for each non-blank line from ``first`` to ``last`` (1-based): the row whose
+    quote opened a field that ran on to ``last``, and the rows that field swallowed."""
+    span = f"a quote opened on line {first} runs on to line {last}"
+    rejects = []
+    for number in range(first, last + 1):
+        if not _has_content(physical[number - 1]):
+            continue
+        if number == first:
+            reason = f"broken quoting: {span}, taking in the rows below; left out (fix the quote and rerun)"
+        else:
+            reason = f"broken quoting: swallowed by the quote opened on line {first}; left out (fix the quote and rerun)"
+        rejects.append(Reject(line_place(path, number), reason))
+    return rejects
+
+
+def line_place(path: Path, line: int) -> str:
+    """Where a label row is, as the ``file`` of its reject: ``labels.csv line 7``."""
+    return f"{Path(path).name} line {line}"
 
 
 def row_place(table: LabelTable, line: int) -> str:
-    return f"{table.path.name} line {line}"
+    return line_place(table.path, line)
 
 
 def index_files(folder: Path, suffixes: Iterable[str] | None = None) -> dict[str, list[Path]]:
@@ -118,8 +213,10 @@ def list_audio(folder: Path, suffixes: Iterable[str] = SOUNDFILE_EXTENSIONS) -> 
 def noise_records(
     files: Iterable[tuple[str, Path, str]],
 ) -> tuple[list[NoiseFile], list[Reject]]:
-    """NoiseFile rows from (noise_id, path, kind) with the length read from each header; files
-    whose header is unreadable, empty or truncated become rejects. Sorted by noise_id."""
+    """NoiseFile rows from (noise_id, path, kind) with the length read from each header. Each
+    file is read through (:func:`~mixer.audio.scan_audio`): one that is unreadable, empty,
+    truncated, silent or holds NaN/inf becomes a reject here, so no mix is planned on it.
+    Sorted by noise_id."""
     records: list[NoiseFile] = []
     rejects: list[Reject] = []
     seen: dict[str, str] = {}
@@ -128,7 +225,7 @@ def noise_records(
             rejects.append(Reject(str(path), f"duplicate noise id '{noise_id}' (also {seen[noise_id]})"))
             continue
         try:
-            frames, sr = audio_info(path)
+            frames, sr = scan_audio(path)
         except AudioError as err:
             rejects.append(Reject(str(path), err.reason))
             continue

@@ -64,7 +64,7 @@ def prepare(
     has_id = "id" in table.header
 
     utterances: list[Utterance] = []
-    rejects: list[Reject] = []
+    rejects: list[Reject] = list(table.rejects)
     seen: dict[str, int] = {}
     for line, row in table:
         place = row_place(table, line)

@@ -48,7 +48,7 @@ def prepare(
 
     on_disk = index_files(audio_dir)
     listed: set[str] = set()
-    rejects: list[Reject] = []
+    rejects: list[Reject] = list(table.rejects)
     files: list[tuple[str, Path, str]] = []
     for line, row in table:
         place = row_place(table, line)

@@ -66,6 +66,7 @@ def prepare(
         label_name, media_name, canonical = SPLIT_LAYOUT[split]
         label_path = _find(root, split, label_name, is_dir=False) or root / label_name
         table = read_label_csv(label_path, REQUIRED_COLUMNS)
+        rejects += table.rejects
         media_dir = _find(root, split, media_name, is_dir=True)
         if media_dir is None:
             if check_files:

@@ -79,7 +79,7 @@ def prepare(
     audio_index = index_files(audio_dir) if check_files else {}
 
     utterances: list[Utterance] = []
-    rejects: list[Reject] = []
+    rejects: list[Reject] = list(table.rejects)
     first_line: dict[str, int] = {}
     for line, row in table:
         place = row_place(table, line)
