@@ -16,6 +16,7 @@ METRICS     ?= stoi pesq fwsnrseg
 MSP_ROOT    ?=
 MELD_ROOT   ?=
 EMODB_ROOT  ?=
+RAVDESS_ROOT ?=
 CSV_ROOT    ?=
 MUSAN_ROOT  ?=
 ESC50_ROOT  ?=
@@ -23,12 +24,20 @@ ROOT_demo   := $(DEMO_DIR)
 ROOT_msp    = $(MSP_ROOT)
 ROOT_meld   = $(MELD_ROOT)
 ROOT_emodb  = $(EMODB_ROOT)
+ROOT_ravdess = $(RAVDESS_ROOT)
 ROOT_csv    = $(CSV_ROOT)
 CORPUS_ROOT = $(ROOT_$(CORPUS))
 NOISE_ARGS  = $(if $(MUSAN_ROOT),--noise-root $(MUSAN_ROOT)) $(if $(ESC50_ROOT),--unseen-root $(ESC50_ROOT))
 STORE       = $(OUT)/$(CORPUS)
 
-.PHONY: venv test demo superset testsets verify score clean-demo bench
+EPOCHS      ?= 100
+DEMO_EPOCHS ?= 20
+STRATEGY    ?= metricaug
+TRAIN_ARGS  ?=
+RUNS        ?= runs
+RUN_NAME     = $(CORPUS)-$(if $(filter metricaug,$(STRATEGY)),stoi-gmm,$(STRATEGY))-s$(SEED)
+
+.PHONY: venv test demo superset testsets fixed-snr verify score train report clean-demo bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,16 +69,32 @@ verify: $(STAMP)
 score: $(STAMP)
 	@for m in $(METRICS); do $(BIN)/prep score $(STORE) --metric $$m --quant all || exit $$?; done
 
+fixed-snr: $(STAMP) $(if $(filter demo,$(CORPUS)),$(DEMO_DIR)/msp)
+	@test -n "$(CORPUS_ROOT)" || { echo "error: set the corpus root, e.g. make fixed-snr CORPUS=msp MSP_ROOT=... MUSAN_ROOT=..." >&2; exit 2; }
+	$(BIN)/prep fixed-snr --corpus $(CORPUS) --root $(CORPUS_ROOT) $(if $(MUSAN_ROOT),--noise-root $(MUSAN_ROOT)) --out $(OUT) --jobs $(JOBS) --seed $(SEED)
+
+# One training run (STRATEGY=none|fixed-snr|metricaug); run again to continue where it stopped.
+train: $(STAMP)
+	$(BIN)/trainer run --data $(STORE) --strategy $(STRATEGY) --metric stoi --quant gmm --max-epochs $(EPOCHS) --seed $(SEED) --out $(RUNS)/$(RUN_NAME) --resume $(TRAIN_ARGS)
+
+report: $(STAMP)
+	$(BIN)/trainer report $(RUNS)/$(CORPUS)-* --out report/$(CORPUS)
+	@echo "report: report/$(CORPUS)/table2.md, table3.md and the plots beside them"
+
 # The main job end to end on the built-in demo corpus.
 demo: $(STAMP)
-	$(MAKE) --no-print-directory superset testsets verify score CORPUS=demo
-	@echo "demo store: $(OUT)/demo (levels and plots in $(OUT)/demo/levels)"
+	$(MAKE) --no-print-directory superset testsets fixed-snr verify score CORPUS=demo
+	@for s in none fixed-snr metricaug; do \
+	  $(MAKE) --no-print-directory train CORPUS=demo STRATEGY=$$s EPOCHS=$(DEMO_EPOCHS) TRAIN_ARGS="--val-per-level 50 -q $(TRAIN_ARGS)" || exit $$?; done
+	$(MAKE) --no-print-directory report CORPUS=demo
+	@echo "demo store: $(OUT)/demo (levels and plots in $(OUT)/demo/levels); runs: $(RUNS)/demo-*; report: report/demo/"
 
 clean-demo:
-	rm -rf $(DEMO_DIR) $(OUT)/demo
+	rm -rf $(DEMO_DIR) $(OUT)/demo $(RUNS)/demo-* report/demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/superset.py
 	$(BIN)/python bench/score.py
 	$(BIN)/python bench/features.py
+	$(BIN)/python bench/trainer_io.py --store $(STORE)

@@ -3,11 +3,13 @@
     prep demo-corpus OUT                       synthetic corpus + noise (MSP/MUSAN/ESC-50 layouts)
     prep superset --corpus msp --root R --noise-root M --out OUT
     prep testsets --corpus msp --root R --noise-root M --unseen-root E --out OUT
+    prep fixed-snr --corpus msp --root R --noise-root M --out OUT   (the Fixed-SNR baseline)
     prep verify OUT/<corpus>
     prep score OUT/<corpus> --metric stoi --quant gmm
 """
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +25,16 @@ from shards.vocab import METRICS as ALL_METRICS
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="metricaug data preparation: mix, score and shard an emotion corpus.")
 
-CORPORA = ("msp", "meld", "emodb", "csv", "demo")
+CORPORA = ("msp", "meld", "emodb", "ravdess", "csv", "demo")
+
+
+class _Command(typer.core.TyperCommand):
+    """A prep command whose usage line names a required argument as click does
+    (``prep verify [OPTIONS] STORE``); typer writes it ``{store}``."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return [re.sub(r"^\{([^}]*)\}", lambda m: m.group(1).upper(), piece)
+                for piece in super().collect_usage_pieces(ctx)]
 
 
 def fail(message: str) -> None:
@@ -39,7 +50,13 @@ def _split_list(text: str, allowed: tuple[str, ...], option: str) -> tuple[str, 
     return items
 
 
+def _label_files(counts) -> list[dict]:
+    """What each label file gave (rows read, lines in the file) as the stage info records it."""
+    return [asdict(c) for c in counts]
+
+
 def _load_corpus(corpus: str, root: Optional[Path], limit: int):
+    """(utterances, rejects, label files read) of ``corpus`` at ``root``."""
     from mixer import corpora
 
     if corpus not in CORPORA:
@@ -48,7 +65,8 @@ def _load_corpus(corpus: str, root: Optional[Path], limit: int):
         fail(f"--root is required for --corpus {corpus}")
     if not root.exists():
         fail(f"{root}: corpus root not found")
-    utts, rejects = corpora.EMOTION_CORPORA[corpus](root)
+    with corpora.counting_label_rows() as counts:
+        utts, rejects = corpora.EMOTION_CORPORA[corpus](root)
     if limit > 0:
         kept = []
         for split in sorted({u.split for u in utts}):
@@ -56,18 +74,20 @@ def _load_corpus(corpus: str, root: Optional[Path], limit: int):
         utts = kept
     if not utts:
         fail(f"{root}: no usable utterances found ({len(rejects)} rejected)")
-    return utts, [{"file": r.file, "reason": r.reason} for r in rejects]
+    return utts, [{"file": r.file, "reason": r.reason} for r in rejects], _label_files(counts)
 
 
 def _load_noise(kind: str, root: Optional[Path], option: str):
+    """(noise files, rejects, label files read) of the ``kind`` adapter at ``root``."""
     from mixer import corpora
 
     if root is None:
         fail(f"{option} is required")
     if not root.exists():
         fail(f"{root}: noise root not found ({option})")
-    files, rejects = corpora.NOISE_CORPORA[kind](root)
-    return files, [{"file": r.file, "reason": r.reason} for r in rejects]
+    with corpora.counting_label_rows() as counts:
+        files, rejects = corpora.NOISE_CORPORA[kind](root)
+    return files, [{"file": r.file, "reason": r.reason} for r in rejects], _label_files(counts)
 
 
 def _default_noise_root(corpus: str, root: Optional[Path], noise_root: Optional[Path], name: str) -> Optional[Path]:
@@ -86,21 +106,28 @@ def _metric_list(metrics: str) -> tuple[str, ...]:
 def _build_and_report(store: Path, stage: str, tasks, info: dict, rejects: list[dict],
                       jobs: int, backend: str, scheduler: Optional[str], quiet: bool) -> None:
     """Run one stage; a user's mistake or Ctrl-C ends with one line, never a traceback."""
-    from mixer.build import run_stage
+    from mixer.build import BuildError, run_stage
 
     try:
         summary = run_stage(store, stage, tasks, info, rejects, jobs=jobs, backend=backend,
                             scheduler=scheduler, progress=not quiet)
     except InputError as exc:
         fail(str(exc))
+    except BuildError as exc:  # a worker killed by the OS: not the user's input, exit 1
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
     except OSError as exc:  # unwritable --out, disk full: the user's environment, not a bug
         fail(f"{exc.filename or store}: {exc.strerror or exc}")
     except KeyboardInterrupt:
         typer.echo("\ninterrupted: complete shards are kept; run the same command again to resume", err=True)
         raise typer.Exit(130)
+    from mixer.corpora import LabelCount
+
     typer.echo(f"\nstore {store}")
     for line in summary.lines():
         typer.echo(f"  {line}")
+    for count in info.get("label_files", []):
+        typer.echo(f"  {'label rows':18s}{LabelCount(**count).summary()}")
 
 
 JOBS = typer.Option(-1, "--jobs", "-j", help="Worker processes (-1: all cores).")
@@ -113,7 +140,7 @@ LIMIT = typer.Option(0, help="Use only the first N utterances of each split (0: 
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 
 
-@app.command("demo-corpus")
+@app.command("demo-corpus", cls=_Command)
 def demo_corpus(
     out: Path = typer.Argument(..., help="Folder to write msp/, musan/ and esc50/ into."),
     seed: int = typer.Option(0, help="Seed of the synthetic corpus."),
@@ -132,7 +159,7 @@ def demo_corpus(
         typer.echo(f"{name:6s} {path}")
 
 
-@app.command("superset")
+@app.command("superset", cls=_Command)
 def superset(
     corpus: str = typer.Option(..., help=f"Emotion corpus adapter: {', '.join(CORPORA)}."),
     root: Optional[Path] = typer.Option(None, help="Corpus root (for csv: the CSV file; for demo: the demo-corpus folder)."),
@@ -160,21 +187,64 @@ def superset(
                                noise_types=_split_list(noise_types, ("noise", "music", "speech"), "--noise-types"),
                                utts_per_shard=max(utts_per_shard, 1), seed=seed,
                                metrics=_metric_list(metrics))
-        utts, rejects = _load_corpus(corpus, root, limit)
+        utts, rejects, label_files = _load_corpus(corpus, root, limit)
         noise_root = _default_noise_root(corpus, root, noise_root, "musan")
-        noises, noise_rejects = _load_noise("musan", noise_root, "--noise-root")
+        noises, noise_rejects, _ = _load_noise("musan", noise_root, "--noise-root")
         train_val = [u for u in utts if u.split in ("train", "validation")]
         if not train_val:
             fail(f"{root}: no train or validation utterances")
         tasks = plan_clean(train_val, opts.utts_per_shard) + plan_superset(train_val, noises, opts)
         info = {"corpus": corpus, "root": str(root), "noise_root": str(noise_root or ""), "options": asdict(opts),
-                "seed": seed, "utterances": len(train_val), "noise_files": len(noises)}
+                "seed": seed, "utterances": len(train_val), "noise_files": len(noises), "label_files": label_files}
     except InputError as exc:
         fail(str(exc))
     _build_and_report(out / corpus, "superset", tasks, info, rejects + noise_rejects, jobs, backend, scheduler, quiet)
 
 
-@app.command("testsets")
+@app.command("fixed-snr", cls=_Command)
+def fixed_snr(
+    corpus: str = typer.Option(..., help=f"Emotion corpus adapter: {', '.join(CORPORA)}."),
+    root: Optional[Path] = typer.Option(None, help="Corpus root (for csv: the CSV file; for demo: the demo-corpus folder)."),
+    noise_root: Optional[Path] = typer.Option(None, help="MUSAN root (noise/ and music/); demo: <root>/musan."),
+    out: Path = typer.Option(Path("data/stores"), help="Output folder; the store is OUT/<corpus>."),
+    snrs: str = typer.Option("0,5,10", help="Exact SNRs (dB): one mix per SNR and noise type for every train utterance."),
+    noise_types: str = typer.Option("noise,music", help="MUSAN parts to mix with."),
+    jobs: int = JOBS,
+    seed: int = SEED,
+    backend: str = BACKEND,
+    scheduler: Optional[str] = SCHEDULER,
+    metrics: str = typer.Option("", help="Metrics to compute for every mix (comma-separated; default none: the baseline does not use them)."),
+    utts_per_shard: int = PER_SHARD,
+    limit: int = LIMIT,
+    quiet: bool = QUIET,
+):
+    """The Fixed-SNR baseline's training mixes: every train utterance with noise and with music
+    at 0, 5 and 10 dB (6N; with the clean utterances of the superset, 7N), in the same store,
+    seeded and resumable like the superset (trainer run --strategy fixed-snr)."""
+    from mixer.plan import FixedSnrOptions, plan_fixed_snr
+
+    try:
+        try:
+            snr_values = tuple(float(x) for x in snrs.split(",") if x.strip())
+        except ValueError:
+            fail(f"--snrs {snrs!r}: expected comma-separated numbers of dB")
+        opts = FixedSnrOptions(snrs=snr_values, noise_types=_split_list(noise_types, ("noise", "music", "speech"), "--noise-types"),
+                               utts_per_shard=max(utts_per_shard, 1), seed=seed, metrics=_metric_list(metrics))
+        utts, rejects, label_files = _load_corpus(corpus, root, limit)
+        noise_root = _default_noise_root(corpus, root, noise_root, "musan")
+        noises, noise_rejects, _ = _load_noise("musan", noise_root, "--noise-root")
+        train = [u for u in utts if u.split == "train"]
+        if not train:
+            fail(f"{root}: no train utterances")
+        tasks = plan_fixed_snr(train, noises, opts)
+        info = {"corpus": corpus, "root": str(root), "noise_root": str(noise_root or ""), "options": asdict(opts),
+                "seed": seed, "utterances": len(train), "noise_files": len(noises), "label_files": label_files}
+    except InputError as exc:
+        fail(str(exc))
+    _build_and_report(out / corpus, "fixed_snr", tasks, info, rejects + noise_rejects, jobs, backend, scheduler, quiet)
+
+
+@app.command("testsets", cls=_Command)
 def testsets(
     corpus: str = typer.Option(..., help=f"Emotion corpus adapter: {', '.join(CORPORA)}."),
     root: Optional[Path] = typer.Option(None, help="Corpus root (for csv: the CSV file; for demo: the demo-corpus folder)."),
@@ -200,31 +270,32 @@ def testsets(
             snr_values = tuple(float(x) for x in snrs.split(",") if x.strip())
         except ValueError:
             fail(f"--snrs {snrs!r}: expected comma-separated numbers of dB")
-        utts, rejects = _load_corpus(corpus, root, limit)
+        utts, rejects, label_files = _load_corpus(corpus, root, limit)
         test_splits = tuple(sorted({u.split for u in utts if u.split.startswith("test")}))
         if not test_splits:
             fail(f"{root}: no test utterances")
         opts = TestsetOptions(snrs=snr_values, utts_per_shard=max(utts_per_shard, 1), seed=seed, splits=test_splits,
                               metrics=_metric_list(metrics))
         noise_root = _default_noise_root(corpus, root, noise_root, "musan")
-        noises, noise_rejects = _load_noise("musan", noise_root, "--noise-root")
+        noises, noise_rejects, _ = _load_noise("musan", noise_root, "--noise-root")
         unseen_root = _default_noise_root(corpus, root, unseen_root, "esc50")
-        unseen, unseen_rejects = ([], []) if unseen_root is None else _load_noise("esc50", unseen_root, "--unseen-root")
+        unseen, unseen_rejects, unseen_labels = (([], [], []) if unseen_root is None
+                                                 else _load_noise("esc50", unseen_root, "--unseen-root"))
         if unseen_root is None:
             typer.echo("note: no --unseen-root given, the unseen-noise test set is skipped", err=True)
         tests = [u for u in utts if u.split in test_splits]
         tasks = plan_clean(tests, opts.utts_per_shard) + plan_testsets(tests, noises, unseen, opts)
         info = {"corpus": corpus, "root": str(root), "noise_root": str(noise_root or ""), "unseen_root": str(unseen_root or ""),
                 "options": asdict(opts), "seed": seed, "utterances": len(tests), "noise_files": len(noises),
-                "unseen_files": len(unseen)}
+                "unseen_files": len(unseen), "label_files": label_files + unseen_labels}
     except InputError as exc:
         fail(str(exc))
     _build_and_report(out / corpus, "testsets", tasks, info, rejects + noise_rejects + unseen_rejects,
                       jobs, backend, scheduler, quiet)
 
 
-app.command("verify")(verify)
-app.command("score")(score)
+app.command("verify", cls=_Command)(verify)
+app.command("score", cls=_Command)(score)
 
 
 def main() -> None:  # pragma: no cover

@@ -16,7 +16,7 @@ from shards.errors import InputError
 
 from mixer.records import NoiseFile, Utterance
 from shards.vocab import (
-    CLEAN_SUBSET, METRICS, SUPERSET_SPLITS, SUPERSET_SUBSET, UNSEEN_SUBSET, shard_name, snr_subset, snr_tag,
+    CLEAN_SUBSET, FIXED_SNR_SUBSET, TRAIN, METRICS, SUPERSET_SPLITS, SUPERSET_SUBSET, UNSEEN_SUBSET, shard_name, snr_subset, snr_tag,
 )
 
 
@@ -50,14 +50,26 @@ class ShardTask:
     split: str
     jobs: tuple[UttJob, ...]
     metrics: tuple[str, ...] = ()
+    #: (path, size, mtime_ns) of every input file, set by the build just before it checks
+    #: which shards are complete (mixer.build.stamp_inputs); empty in a bare plan
+    inputs: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def num_samples(self) -> int:
         return sum(len(j.mixes) or 1 for j in self.jobs)
 
+    def input_paths(self) -> list[str]:
+        """Every file this shard reads: its utterances and the noise files of its mixes."""
+        paths = {j.utt.path for j in self.jobs}
+        paths.update(m.noise_path for j in self.jobs for m in j.mixes)
+        return sorted(paths)
+
     def fingerprint(self) -> str:
-        """Changes whenever anything that shapes this shard's bytes changes. The dataclass
-        repr lists every field, floats in their exact shortest form."""
+        """Changes whenever anything that shapes this shard's bytes changes: the plan, and
+        (through ``inputs``) the size and modification time of every file it reads, so an
+        input replaced in place gets its shards rebuilt. The dataclass repr lists every
+        field, floats in their exact shortest form. Stored in the shard's rows file, never
+        in the tar."""
         return hashlib.sha256(repr(self).encode()).hexdigest()
 
 
@@ -150,6 +162,28 @@ def plan_superset(utts: list[Utterance], noises: list[NoiseFile], opts: Superset
         jobs = [UttJob(u, superset_mixes(u, by_type, opts)) for u in members]
         tasks += _shard(SUPERSET_SUBSET, split, jobs, opts.utts_per_shard, opts.metrics)
     return tasks
+
+
+@dataclass(frozen=True)
+class FixedSnrOptions:
+    snrs: tuple[float, ...] = (0.0, 5.0, 10.0)
+    noise_types: tuple[str, ...] = ("noise", "music")
+    utts_per_shard: int = 16
+    metrics: tuple[str, ...] = ()  # the baseline trains on these mixes; nothing reads metrics of them
+    seed: int = 0
+
+
+def plan_fixed_snr(utts: list[Utterance], noises: list[NoiseFile], opts: FixedSnrOptions) -> list[ShardTask]:
+    """The Fixed-SNR baseline's training mixes: every train utterance with each noise type at
+    each SNR (6N with the defaults; with the N clean utterances, the paper's 7N). The clean
+    train utterances are the superset's; only the mixes are planned here."""
+    by_type = _noise_by_type(noises, opts.noise_types)
+    jobs = []
+    for u in _by_split(utts, (TRAIN,))[TRAIN]:
+        rng = rng_for(opts.seed, FIXED_SNR_SUBSET, u.utt_id)
+        jobs.append(UttJob(u, tuple(_mix_spec(rng, f"{u.utt_id}__f{snr_tag(snr)}db-{kind}", kind, by_type[kind], snr)
+                                    for snr in opts.snrs for kind in opts.noise_types)))
+    return _shard(FIXED_SNR_SUBSET, TRAIN, jobs, opts.utts_per_shard, opts.metrics)
 
 
 def plan_testsets(utts: list[Utterance], noises: list[NoiseFile], unseen: list[NoiseFile], opts: TestsetOptions) -> list[ShardTask]:

@@ -26,7 +26,8 @@ def golden_dir(shared_dir: Path) -> Path:
 def demo_store(tmp_path_factory) -> Path:
     """A small store built from the demo corpus by the real commands: 12 train, 4 validation
     and 4 test utterances per class, 5 SNR bins (10 mixes per utterance), STOI only, test
-    sets, and STOI levels (K=5, GMM and Uniform). Built once per test session."""
+    sets, the Fixed-SNR mixes, and STOI levels (K=5, GMM and Uniform). Built once per test
+    session."""
     from typer.testing import CliRunner
 
     from mixer.cli import app
@@ -39,6 +40,7 @@ def demo_store(tmp_path_factory) -> Path:
          "--metrics", "stoi", "--jobs", "2", "--quiet"],
         ["testsets", "--corpus", "demo", "--root", str(root / "corpus"), "--out", str(root), "--metrics", "stoi",
          "--jobs", "2", "--quiet"],
+        ["fixed-snr", "--corpus", "demo", "--root", str(root / "corpus"), "--out", str(root), "--jobs", "2", "--quiet"],
         ["score", str(root / "demo"), "--metric", "stoi", "--quant", "all", "--min-per-level", "1"],
     ]
     for args in steps:

@@ -184,3 +184,19 @@ def test_search_hidden_doubles_and_keeps_the_best(demo_store, tmp_path):
         assert tried[16] <= tried[8]
     for h in tried:
         assert json.loads((tmp_path / f"h{h}" / "config.json").read_text())["hidden"] == h
+
+
+def test_fixed_snr_mixes_and_the_fixed_snr_baseline(demo_store, tmp_path):
+    from shards.reader import open_store
+
+    table = open_store(demo_store).table(["key", "subset", "split", "utt_id", "snr_target", "noise_type"]).to_pylist()
+    train = {r["utt_id"] for r in table if r["subset"] == "clean" and r["split"] == "train"}
+    fixed = [r for r in table if r["subset"] == "fixed_snr"]
+    assert len(fixed) == 6 * len(train) and {r["utt_id"] for r in fixed} == train
+    assert {(r["snr_target"], r["noise_type"]) for r in fixed} == {(s, k) for s in (0.0, 5.0, 10.0) for k in ("noise", "music")}
+    assert all(r["split"] == "train" for r in fixed)
+    out = tmp_path / "fixed"
+    result = runner.invoke(app, run_args(demo_store, out, "--strategy", "fixed-snr", "--max-epochs", "1"))
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["train_size_n"] == 7 and records(out)[0]["samples"] == 7 * config["n_train"]

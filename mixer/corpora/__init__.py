@@ -6,12 +6,14 @@ reproducible. Every label row or file left out is a :class:`~mixer.records.Rejec
 """
 from __future__ import annotations
 
-from . import csv_corpus, demo, emodb, esc50, folder, meld, msp, musan
+from . import csv_corpus, demo, emodb, esc50, folder, meld, msp, musan, ravdess
+from ._common import LabelCount, counting_label_rows
 
 EMOTION_CORPORA = {
     "msp": msp.prepare,
     "meld": meld.prepare,
     "emodb": emodb.prepare,
+    "ravdess": ravdess.prepare,
     "csv": csv_corpus.prepare,
     "demo": demo.prepare,
 }
@@ -22,4 +24,4 @@ NOISE_CORPORA = {
     "folder": folder.prepare,
 }
 
-__all__ = ["EMOTION_CORPORA", "NOISE_CORPORA", "csv_corpus", "demo", "emodb", "esc50", "folder", "meld", "msp", "musan"]
+__all__ = ["EMOTION_CORPORA", "NOISE_CORPORA", "LabelCount", "counting_label_rows", "csv_corpus", "demo", "emodb", "esc50", "folder", "meld", "msp", "musan", "ravdess"]
