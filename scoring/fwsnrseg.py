@@ -8,8 +8,7 @@ filtered into 25 Gaussian-shaped critical bands; the band SNR ``10 log10(C^2 / (
 is averaged with weights ``C^0.2`` (gamma = 0.2), clamped to [-10, 35] dB, then averaged
 over frames.
 
-The numbers follow pysepm's ``fwSNRseg(clean, degraded, fs)`` (the reference the golden values
-were made with) to floating-point rounding, including its details: ``eps`` added to both
+The numbers follow pysepm's ``fwSNRseg(clean, degraded, fs)`` (the reference implementation) to floating-point rounding, including its details: ``eps`` added to both
 signals, ``int(len/skip - win/skip)`` frames, the Nyquist bin dropped, squared error floored at
 ``eps``. Everything that depends on the clean signal alone lives in :class:`FwSnrSegReference`.
 """

@@ -40,7 +40,7 @@ from shards.errors import InputError
 from shards.levelindex import level_index_paths, members_table_from_columns, sort_members, write_level_index
 from shards.reader import open_store
 from shards.vocab import (
-    CLEAN_SUBSET, LEVELS_DIR, METRICS, PESQ_FAILED, SUPERSET_SUBSET, TABLE, TRAIN, VALIDATION,
+    LEVELS_DIR, METRICS, PESQ_FAILED, SUPERSET_SUBSET, TABLE, TEST_SUBSET_PREFIX, TRAIN, VALIDATION,
 )
 
 DEFAULT_MIN_TRAIN_PER_LEVEL = 32
@@ -146,7 +146,10 @@ def _read_mixes(store, metric: str) -> _Mixes:
 
     # Keep the mixes only, in key order: the order makes ties, sums and lists
     # independent of how the table's rows happen to be arranged.
-    is_mix = pc.fill_null(pc.not_equal(table["subset"], CLEAN_SUBSET), True)
+    # Levels describe the superset and the test sets; the baselines' training mixes
+    # (fixed_snr, copypaste) are neither and carry no metrics.
+    subset_col = pc.fill_null(table["subset"], "")
+    is_mix = pc.or_(pc.equal(subset_col, SUPERSET_SUBSET), pc.starts_with(subset_col, TEST_SUBSET_PREFIX))
     mixes = table.filter(is_mix)
     mixes = mixes.take(pc.sort_indices(mixes, sort_keys=[("key", "ascending")]))
 

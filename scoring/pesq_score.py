@@ -2,7 +2,7 @@
 
 ITU-T Recommendation P.862.2 (2007), "Wideband extension to Recommendation P.862 for the
 assessment of wideband telephone networks and speech codecs". The score is the MOS-LQO of
-``pesq.pesq(fs, clean, degraded, 'wb')``; inputs are passed as given (the golden values were
+``pesq.pesq(fs, clean, degraded, 'wb')``; inputs are passed as given (reference values are
 computed from the float32 arrays), so the result is bit-identical to calling pesq directly.
 """
 from __future__ import annotations

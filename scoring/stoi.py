@@ -5,7 +5,7 @@ Prediction of Time-Frequency Weighted Noisy Speech", IEEE TASLP 19(7), 2011.
 Extended STOI (ESTOI): J. Jensen and C. H. Taal, "An Algorithm for Predicting the
 Intelligibility of Speech Masked by Modulated Noise Maskers", IEEE TASLP 24(11), 2016.
 
-The numbers follow pystoi 0.4.1 (the reference the golden values were made with) to within
+The numbers follow pystoi 0.4.1 (the reference implementation) to within
 floating-point rounding: same Octave-compatible resampler to 10 kHz, same silent-frame removal
 (decided from the clean signal only, applied to both), same 256-sample Hann STFT with 512-point
 FFT, same 15 one-third-octave bands and 30-frame segments. What differs is the arrangement:

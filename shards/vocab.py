@@ -10,6 +10,7 @@ SAMPLE_RATE = 16000
 
 #: The four emotion classes of the paper, in label-index order.
 EMOTIONS: tuple[str, ...] = ("angry", "happy", "neutral", "sad")
+NEUTRAL = "neutral"
 #: Canonical split names (MSP "Test1" -> "test", "Test2" -> "test2"; MELD "dev" -> "validation").
 SPLITS: tuple[str, ...] = ("train", "validation", "test", "test2")
 TRAIN, VALIDATION = "train", "validation"
@@ -25,7 +26,12 @@ PESQ_FAILED = -1.0
 CLEAN_SUBSET = "clean"  # every utterance once, unmixed
 SUPERSET_SUBSET = "superset"  # the 30N mixes of train and validation
 UNSEEN_SUBSET = "test_unseen"  # test utterances with unseen (ESC-50) noise
+TEST_SUBSET_PREFIX = "test_"  # every test set's subset: test_snr<tag>, test_unseen
 FIXED_SNR_SUBSET = "fixed_snr"  # the Fixed-SNR baseline: train utterances at 0, 5, 10 dB
+COPYPASTE_SUBSET = "copypaste"  # the CopyPaste baseline's 0.8N concatenated train utterances, clean
+COPYPASTE_MIX_SUBSET = "copypaste_mix"  # CopyPaste: the N originals and 0.8N composites at 0, 5, 10 dB
+#: utt_id (and clean key) of CopyPaste composite ``i``: cp_000123
+COPYPASTE_ID = "cp_{:06d}"
 SUPERSET_SPLITS: tuple[str, ...] = (TRAIN, VALIDATION)
 
 # Files and folders of a store OUT/<corpus>/
@@ -48,7 +54,7 @@ def snr_tag(snr: float) -> str:
 
 def snr_subset(snr: float) -> str:
     """The subset of a seen-noise test set at one exact SNR: ``test_snr5``."""
-    return f"test_snr{snr_tag(snr)}"
+    return f"{TEST_SUBSET_PREFIX}snr{snr_tag(snr)}"
 
 
 def shard_name(subset: str, split: str, index: int) -> str:

@@ -120,3 +120,13 @@ def test_achieved_snr_is_recomputed_from_the_stored_clean_and_mix(demo_store):
         assert snr == pytest.approx(row["snr_achieved"], abs=1e-6)
         if row["gain"] < 0.9:  # leaving the gain out is visibly wrong
             assert abs(10 * np.log10(np.sum(clean**2) / np.sum((mix - clean) ** 2)) - row["snr_achieved"]) > 0.1
+
+
+def test_the_manifest_records_the_noise_roots_a_demo_build_used(demo_store):
+    """`prep superset --corpus demo` without --noise-root mixes with <root>/musan: the
+    manifest says so (it once recorded the empty option instead)."""
+    stages = open_store(demo_store).manifest["stages"]
+    corpus = demo_store.parent / "corpus"
+    for stage in ("superset", "testsets", "fixed_snr"):
+        assert stages[stage]["noise_root"] == str(corpus / "musan")
+    assert stages["testsets"]["unseen_root"] == str(corpus / "esc50")

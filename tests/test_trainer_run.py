@@ -195,6 +195,9 @@ def test_fixed_snr_mixes_and_the_fixed_snr_baseline(demo_store, tmp_path):
     assert len(fixed) == 6 * len(train) and {r["utt_id"] for r in fixed} == train
     assert {(r["snr_target"], r["noise_type"]) for r in fixed} == {(s, k) for s in (0.0, 5.0, 10.0) for k in ("noise", "music")}
     assert all(r["split"] == "train" for r in fixed)
+    # levels describe the superset and the test sets only: the baseline's mixes are no group
+    assert open_store(demo_store).level_index("stoi", "gmm").groups == [
+        "train", "validation", "test_snr0", "test_snr5", "test_snr10", "test_unseen"]
     out = tmp_path / "fixed"
     result = runner.invoke(app, run_args(demo_store, out, "--strategy", "fixed-snr", "--max-epochs", "1"))
     assert result.exit_code == 0, result.output
