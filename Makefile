@@ -35,9 +35,12 @@ DEMO_EPOCHS ?= 20
 STRATEGY    ?= metricaug
 TRAIN_ARGS  ?=
 RUNS        ?= runs
-RUN_NAME     = $(CORPUS)-$(if $(filter metricaug,$(STRATEGY)),stoi-gmm,$(STRATEGY))-s$(SEED)
+METRIC      ?= stoi
+QUANT       ?= gmm
+SEEDS       ?= 3
+RUN_NAME     = $(CORPUS)-$(if $(filter metricaug,$(STRATEGY)),$(METRIC)-$(QUANT),$(STRATEGY))-s$(SEED)
 
-.PHONY: venv test demo superset testsets fixed-snr verify score train report clean-demo bench
+.PHONY: venv test demo superset testsets fixed-snr copypaste verify score train reproduce report clean-demo bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,9 +76,25 @@ fixed-snr: $(STAMP) $(if $(filter demo,$(CORPUS)),$(DEMO_DIR)/msp)
 	@test -n "$(CORPUS_ROOT)" || { echo "error: set the corpus root, e.g. make fixed-snr CORPUS=msp MSP_ROOT=... MUSAN_ROOT=..." >&2; exit 2; }
 	$(BIN)/prep fixed-snr --corpus $(CORPUS) --root $(CORPUS_ROOT) $(if $(MUSAN_ROOT),--noise-root $(MUSAN_ROOT)) --out $(OUT) --jobs $(JOBS) --seed $(SEED)
 
-# One training run (STRATEGY=none|fixed-snr|metricaug); run again to continue where it stopped.
+copypaste: $(STAMP) $(if $(filter demo,$(CORPUS)),$(DEMO_DIR)/msp)
+	@test -n "$(CORPUS_ROOT)" || { echo "error: set the corpus root, e.g. make copypaste CORPUS=msp MSP_ROOT=... MUSAN_ROOT=..." >&2; exit 2; }
+	$(BIN)/prep copypaste --corpus $(CORPUS) --root $(CORPUS_ROOT) $(if $(MUSAN_ROOT),--noise-root $(MUSAN_ROOT)) --out $(OUT) --jobs $(JOBS) --seed $(SEED)
+
+# One training run (STRATEGY=none|fixed-snr|copypaste|metricaug); run again to continue where it stopped.
 train: $(STAMP)
-	$(BIN)/trainer run --data $(STORE) --strategy $(STRATEGY) --metric stoi --quant gmm --max-epochs $(EPOCHS) --seed $(SEED) --out $(RUNS)/$(RUN_NAME) --resume $(TRAIN_ARGS)
+	$(BIN)/trainer run --data $(STORE) --strategy $(STRATEGY) --metric $(METRIC) --quant $(QUANT) --max-epochs $(EPOCHS) --seed $(SEED) --out $(RUNS)/$(RUN_NAME) --resume $(TRAIN_ARGS)
+
+# The paper's whole grid on one corpus: None, Fixed SNR, CopyPaste and MetricAug x 3 metrics x
+# 2 quantizers, SEEDS seeds each, then the report. Every step resumes: run it again after a stop.
+reproduce: $(STAMP)
+	$(MAKE) --no-print-directory superset testsets fixed-snr copypaste verify score CORPUS=$(CORPUS)
+	@for seed in $$(seq 0 $$(($(SEEDS) - 1))); do \
+	  for s in none fixed-snr copypaste; do \
+	    $(MAKE) --no-print-directory train CORPUS=$(CORPUS) STRATEGY=$$s SEED=$$seed || exit $$?; done; \
+	  for m in $(METRICS); do for q in gmm uniform; do \
+	    $(MAKE) --no-print-directory train CORPUS=$(CORPUS) STRATEGY=metricaug METRIC=$$m QUANT=$$q SEED=$$seed || exit $$?; \
+	  done; done; done
+	$(MAKE) --no-print-directory report CORPUS=$(CORPUS)
 
 report: $(STAMP)
 	$(BIN)/trainer report $(RUNS)/$(CORPUS)-* --out report/$(CORPUS)

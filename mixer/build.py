@@ -25,7 +25,7 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from mixer.audio import AudioError, load_audio, read_segment
 from mixer.mixing import MixError, fit_noise, fit_pcm16, mix_at_snr
-from mixer.plan import MixSpec, ShardTask
+from mixer.plan import MixSpec, ShardTask, UttJob
 from scoring.metrics import score_mixes
 from shards import store as st
 from shards.atomic import write_json_atomic
@@ -78,6 +78,20 @@ def read_noise(spec: MixSpec, num_samples: int) -> tuple[np.ndarray, int]:
         offset = 0
         segment = read_segment(spec.noise_path, 0, max(spec.noise_samples, 1))
     return fit_noise(segment, num_samples), offset
+
+
+def job_audio(job: UttJob) -> tuple[np.ndarray, list[list] | None]:
+    """A job's clean signal before 16-bit fitting, and for a composite (CopyPaste) its
+    parts as [utt_id, start, length] in samples at 16 kHz (None for an utterance)."""
+    if not job.parts:
+        return load_audio(job.utt.path, SAMPLE_RATE), None
+    segments, spans = [], []
+    for part in job.parts:
+        wav = load_audio(part.path, SAMPLE_RATE)
+        start, length = part.span(wav.size)
+        segments.append(wav[start:start + length])
+        spans.append([part.utt_id, start, length])
+    return np.concatenate(segments), spans
 
 
 def _score(clean: np.ndarray, mixes: list[np.ndarray], metrics: tuple[str, ...]) -> list[dict]:
@@ -139,15 +153,21 @@ def _build_shard(store: Path, task: ShardTask, owner: str | None = None) -> dict
             _check_owner(store, owner, task.name)  # the build was killed: stop with it
             utt = job.utt
             try:
+                raw, parts = job_audio(job)
                 # scaled as a whole, never clipped, where it would not fit 16 bits; level: the gain
-                clean, level = fit_pcm16(load_audio(utt.path, SAMPLE_RATE))
+                clean, level = fit_pcm16(raw)
             except AudioError as exc:
-                rejects.append({"file": utt.path, "reason": exc.reason})
+                if job.parts:
+                    rejects.append({"file": exc.path, "reason": f"composite {utt.utt_id}: {exc.reason}"})
+                else:
+                    rejects.append({"file": utt.path, "reason": exc.reason})
                 continue
             base = {
                 "corpus": utt.corpus, "utt_id": utt.utt_id, "speaker": utt.speaker, "label": utt.label,
                 "split": utt.split, "subset": task.subset, "num_samples": int(clean.size),
             }
+            if parts is not None:  # a composite's JSON (and rows file) says what it is made of
+                base["parts"] = parts
             if not job.mixes:
                 samples = [(utt.utt_id, clean, {**base, "noise_type": "", "noise_file": "", "noise_offset": -1,
                             "snr_bin": -1, "snr_target": np.nan, "snr_achieved": np.nan, "noise_gain": 0.0,

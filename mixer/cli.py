@@ -4,6 +4,7 @@
     prep superset --corpus msp --root R --noise-root M --out OUT
     prep testsets --corpus msp --root R --noise-root M --unseen-root E --out OUT
     prep fixed-snr --corpus msp --root R --noise-root M --out OUT   (the Fixed-SNR baseline)
+    prep copypaste --corpus msp --root R --noise-root M --out OUT   (the CopyPaste baseline)
     prep verify OUT/<corpus>
     prep score OUT/<corpus> --metric stoi --quant gmm
 """
@@ -242,6 +243,58 @@ def fixed_snr(
     except InputError as exc:
         fail(str(exc))
     _build_and_report(out / corpus, "fixed_snr", tasks, info, rejects + noise_rejects, jobs, backend, scheduler, quiet)
+
+
+@app.command("copypaste", cls=_Command)
+def copypaste(
+    corpus: str = typer.Option(..., help=f"Emotion corpus adapter: {', '.join(CORPORA)}."),
+    root: Optional[Path] = typer.Option(None, help="Corpus root (for csv: the CSV file; for demo: the demo-corpus folder)."),
+    noise_root: Optional[Path] = typer.Option(None, help="MUSAN root (noise/ and music/); demo: <root>/musan."),
+    out: Path = typer.Option(Path("data/stores"), help="Output folder; the store is OUT/<corpus>."),
+    ratio: float = typer.Option(0.8, min=0.0, help="New concatenated samples per train utterance (0.8: 0.8N, rounded)."),
+    max_segment_s: float = typer.Option(4.0, help="Each concatenated utterance is cut to at most this many seconds (a seeded random stretch)."),
+    snrs: str = typer.Option("0,5,10", help="Exact SNRs (dB): one mix per SNR and noise type for every train utterance and every new sample."),
+    noise_types: str = typer.Option("noise,music", help="MUSAN parts to mix with."),
+    jobs: int = JOBS,
+    seed: int = SEED,
+    backend: str = BACKEND,
+    scheduler: Optional[str] = SCHEDULER,
+    metrics: str = typer.Option("", help="Metrics to compute for every mix (comma-separated; default none: the baseline does not use them)."),
+    utts_per_shard: int = PER_SHARD,
+    limit: int = LIMIT,
+    quiet: bool = QUIET,
+):
+    """The CopyPaste baseline (Pappagari et al. 2021): 0.8N new train samples, each a neutral
+    and an emotional utterance (labelled with the emotion) or two utterances of one emotion
+    end to end, every part at most 4 s; then the N train utterances and the 0.8N new ones
+    with noise and with music at 0, 5 and 10 dB (6 x 1.8N). With the clean utterances of
+    the superset, 12.6N (trainer run --strategy copypaste). Seeded and resumable like the
+    superset."""
+    from mixer.plan import CopyPasteOptions, copypaste_count, plan_copypaste
+
+    try:
+        try:
+            snr_values = tuple(float(x) for x in snrs.split(",") if x.strip())
+        except ValueError:
+            fail(f"--snrs {snrs!r}: expected comma-separated numbers of dB")
+        if not max_segment_s > 0:
+            fail(f"--max-segment-s {max_segment_s}: expected a positive number of seconds")
+        opts = CopyPasteOptions(ratio=ratio, max_segment_s=max_segment_s, snrs=snr_values,
+                                noise_types=_split_list(noise_types, ("noise", "music", "speech"), "--noise-types"),
+                                utts_per_shard=max(utts_per_shard, 1), seed=seed, metrics=_metric_list(metrics))
+        utts, rejects, label_files = _load_corpus(corpus, root, limit)
+        noise_root = _default_noise_root(corpus, root, noise_root, "musan")
+        noises, noise_rejects, _ = _load_noise("musan", noise_root, "--noise-root")
+        n_train = sum(u.split == "train" for u in utts)
+        if not n_train:
+            fail(f"{root}: no train utterances")
+        tasks = plan_copypaste(utts, noises, opts)  # every split: composite ids must not clash with any
+        info = {"corpus": corpus, "root": str(root), "noise_root": str(noise_root or ""), "options": asdict(opts),
+                "seed": seed, "utterances": n_train, "composites": copypaste_count(n_train, ratio),
+                "noise_files": len(noises), "label_files": label_files}
+    except InputError as exc:
+        fail(str(exc))
+    _build_and_report(out / corpus, "copypaste", tasks, info, rejects + noise_rejects, jobs, backend, scheduler, quiet)
 
 
 @app.command("testsets", cls=_Command)

@@ -8,6 +8,7 @@ how many workers build the shards.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,8 @@ from shards.errors import InputError
 
 from mixer.records import NoiseFile, Utterance
 from shards.vocab import (
-    CLEAN_SUBSET, FIXED_SNR_SUBSET, TRAIN, METRICS, SUPERSET_SPLITS, SUPERSET_SUBSET, UNSEEN_SUBSET, shard_name, snr_subset, snr_tag,
+    CLEAN_SUBSET, COPYPASTE_ID, COPYPASTE_MIX_SUBSET, COPYPASTE_SUBSET, EMOTIONS, FIXED_SNR_SUBSET, NEUTRAL, SAMPLE_RATE, TRAIN,
+    METRICS, SUPERSET_SPLITS, SUPERSET_SUBSET, UNSEEN_SUBSET, shard_name, snr_subset, snr_tag,
 )
 
 
@@ -38,9 +40,38 @@ class MixSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class CopyPart:
+    """One segment of a CopyPaste composite: utterance ``utt_id`` as read from ``path`` (16 kHz,
+    as every utterance), cut to at most ``max_samples``. A longer utterance is cut at a
+    seeded random place: ``offset_fraction`` is where the segment starts as a share of the
+    free room, as for noise stretches (see :meth:`span`)."""
+
+    utt_id: str
+    path: str
+    max_samples: int
+    offset_fraction: float
+
+    def span(self, num_samples: int) -> tuple[int, int]:
+        """(start, length) of the segment in an utterance of ``num_samples`` samples."""
+        room = num_samples - self.max_samples
+        if room <= 0:
+            return 0, num_samples
+        return min(int(self.offset_fraction * (room + 1)), room), self.max_samples
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class UttJob:
     utt: Utterance
     mixes: tuple[MixSpec, ...] = ()  # empty: store the clean utterance itself
+    #: non-empty: a composite (CopyPaste) whose clean signal is these segments end to end;
+    #: ``utt`` then only names it (id, label, split, speaker) and ``utt.path`` is not read
+    parts: tuple[CopyPart, ...] = ()
+
+    def __repr__(self) -> str:
+        # the repr feeds ShardTask.fingerprint: a job without parts keeps the repr the
+        # dataclass gave it before ``parts`` existed, so stores built then stay complete
+        parts = f", parts={self.parts!r}" if self.parts else ""
+        return f"UttJob(utt={self.utt!r}, mixes={self.mixes!r}{parts})"
 
 
 @dataclass(frozen=True)
@@ -59,8 +90,10 @@ class ShardTask:
         return sum(len(j.mixes) or 1 for j in self.jobs)
 
     def input_paths(self) -> list[str]:
-        """Every file this shard reads: its utterances and the noise files of its mixes."""
-        paths = {j.utt.path for j in self.jobs}
+        """Every file this shard reads: its utterances (a composite's: those of its parts)
+        and the noise files of its mixes."""
+        paths = {j.utt.path for j in self.jobs if not j.parts}
+        paths.update(p.path for j in self.jobs for p in j.parts)
         paths.update(m.noise_path for j in self.jobs for m in j.mixes)
         return sorted(paths)
 
@@ -184,6 +217,105 @@ def plan_fixed_snr(utts: list[Utterance], noises: list[NoiseFile], opts: FixedSn
         jobs.append(UttJob(u, tuple(_mix_spec(rng, f"{u.utt_id}__f{snr_tag(snr)}db-{kind}", kind, by_type[kind], snr)
                                     for snr in opts.snrs for kind in opts.noise_types)))
     return _shard(FIXED_SNR_SUBSET, TRAIN, jobs, opts.utts_per_shard, opts.metrics)
+
+
+@dataclass(frozen=True)
+class CopyPasteOptions:
+    ratio: float = 0.8  # new composites per train utterance
+    max_segment_s: float = 4.0  # each part is cut to at most this long
+    snrs: tuple[float, ...] = (0.0, 5.0, 10.0)
+    noise_types: tuple[str, ...] = ("noise", "music")
+    utts_per_shard: int = 16
+    metrics: tuple[str, ...] = ()  # the baseline trains on these mixes; nothing reads metrics of them
+    seed: int = 0
+
+
+def copypaste_count(n_train: int, ratio: float = 0.8) -> int:
+    """How many composites N train utterances get: round(ratio * N), halves up (with 0.8,
+    0.8N is never a half: any rounding gives the same count)."""
+    return int(math.floor(n_train * ratio + 0.5))
+
+
+def _largest_remainder(total: int, weights: dict[str, int]) -> dict[str, int]:
+    """``total`` split in proportion to ``weights`` (largest remainder; ties in dict order)."""
+    whole = sum(weights.values())
+    shares = {k: total * w / whole for k, w in weights.items()}
+    counts = {k: int(math.floor(v)) for k, v in shares.items()}
+    order = sorted(weights, key=lambda k: -(shares[k] - counts[k]))  # stable: ties keep dict order
+    for k in order[: total - sum(counts.values())]:
+        counts[k] += 1
+    return counts
+
+
+def copypaste_composites(utts: list[Utterance], opts: CopyPasteOptions) -> list[UttJob]:
+    """The CopyPaste composites of the train utterances among ``utts`` (Pappagari et al.,
+    ICASSP 2021, as Wu and Lee use it): round(0.8N) of them, ceil(M/2) a neutral and an
+    emotional utterance (label: the emotion; which comes first is a coin flip) and
+    floor(M/2) two different utterances of one emotion, neutral included (label: that
+    emotion). The composites of each kind are shared among the classes that can make them
+    in proportion to the classes' train counts (largest remainder), so the new samples
+    keep the corpus's class mix except that neutral+emotional ones are never neutral.
+    Composite ``i`` (id ``cp_00000i``) draws its parts uniformly from its classes and the
+    crop of each part longer than ``max_segment_s`` from its own generator
+    (seed, "copypaste", id)."""
+    train = _by_split(utts, (TRAIN,))[TRAIN]
+    total = copypaste_count(len(train), opts.ratio)
+    n_pair = total - total // 2  # neutral + emotional
+    n_same = total // 2  # two of one emotion
+    by_label = {c: [u for u in train if u.label == c] for c in EMOTIONS}
+    pair_classes = {c: len(by_label[c]) for c in EMOTIONS if c != NEUTRAL and by_label[c]}
+    same_classes = {c: len(by_label[c]) for c in EMOTIONS if len(by_label[c]) >= 2}
+    if n_pair and (not by_label[NEUTRAL] or not pair_classes):
+        raise InputError(f"CopyPaste needs neutral and emotional train utterances (found {len(by_label[NEUTRAL])} "
+                         f"neutral, {sum(pair_classes.values())} emotional)")
+    if n_same and not same_classes:
+        raise InputError("CopyPaste needs two train utterances of one emotion at least (found none)")
+    kinds = []
+    if n_pair:
+        kinds += [("pair", c) for c, k in _largest_remainder(n_pair, pair_classes).items() for _ in range(k)]
+    if n_same:
+        kinds += [("same", c) for c, k in _largest_remainder(n_same, same_classes).items() for _ in range(k)]
+    ids = [COPYPASTE_ID.format(i) for i in range(len(kinds))]
+    clash = sorted({u.utt_id for u in utts} & set(ids))
+    if clash:
+        raise InputError(f"utterance id {clash[0]!r} of the corpus is a CopyPaste composite id (cp_NNNNNN); rename it")
+    max_samples = int(round(opts.max_segment_s * SAMPLE_RATE))
+    if max_samples < 1:
+        raise InputError(f"--max-segment-s {opts.max_segment_s}: expected a positive length in seconds")
+    jobs = []
+    for cid, (kind, label) in zip(ids, kinds):
+        rng = rng_for(opts.seed, COPYPASTE_SUBSET, cid)
+        if kind == "pair":
+            emotional = by_label[label][int(rng.integers(len(by_label[label])))]
+            neutral = by_label[NEUTRAL][int(rng.integers(len(by_label[NEUTRAL])))]
+            pair = (neutral, emotional) if rng.random() < 0.5 else (emotional, neutral)
+        else:
+            i, j = rng.choice(len(by_label[label]), 2, replace=False)
+            pair = (by_label[label][int(i)], by_label[label][int(j)])
+        parts = tuple(CopyPart(u.utt_id, u.path, max_samples, float(rng.random())) for u in pair)
+        utt = Utterance(cid, "", label, TRAIN, speaker="+".join(u.speaker for u in pair), corpus=pair[0].corpus)
+        jobs.append(UttJob(utt, parts=parts))
+    return jobs
+
+
+def plan_copypaste(utts: list[Utterance], noises: list[NoiseFile], opts: CopyPasteOptions) -> list[ShardTask]:
+    """The CopyPaste baseline's training samples beyond the N clean train utterances (which
+    are the superset's): the round(0.8N) composites stored clean (subset ``copypaste``, see
+    :func:`copypaste_composites`), and every train utterance and composite with each noise
+    type at each SNR (subset ``copypaste_mix``; 6 x 1.8N with the defaults). With the clean
+    utterances, the paper's 12.6N. ``utts`` may hold every split: only train is used, and
+    composite ids are checked against all of them."""
+    by_type = _noise_by_type(noises, opts.noise_types)
+    composites = copypaste_composites(utts, opts)
+    mixed = []
+    for job in [UttJob(u) for u in _by_split(utts, (TRAIN,))[TRAIN]] + composites:
+        uid = job.utt.utt_id
+        rng = rng_for(opts.seed, COPYPASTE_MIX_SUBSET, uid)
+        mixes = tuple(_mix_spec(rng, f"{uid}__c{snr_tag(snr)}db-{kind}", kind, by_type[kind], snr)
+                      for snr in opts.snrs for kind in opts.noise_types)
+        mixed.append(UttJob(job.utt, mixes, job.parts))
+    return (_shard(COPYPASTE_SUBSET, TRAIN, composites, opts.utts_per_shard, ())
+            + _shard(COPYPASTE_MIX_SUBSET, TRAIN, mixed, opts.utts_per_shard, opts.metrics))
 
 
 def plan_testsets(utts: list[Utterance], noises: list[NoiseFile], unseen: list[NoiseFile], opts: TestsetOptions) -> list[ShardTask]:

@@ -36,6 +36,7 @@ class StrategyName(str, Enum):
     metricaug = "metricaug"
     none = "none"
     fixed_snr = "fixed-snr"
+    copypaste = "copypaste"
 
 
 class QuantName(str, Enum):
@@ -146,7 +147,7 @@ def _default_workers() -> int:
 @app.command("run")
 def run_command(
     data: Path = typer.Option(..., "--data", help="The store folder (OUT/<corpus>) built by prep superset and scored by prep score."),
-    strategy: StrategyName = typer.Option(StrategyName.metricaug, "--strategy", help="metricaug (N clean + N drawn by level), none (the N clean only) or fixed-snr (clean + the 6N mixes of prep fixed-snr)."),
+    strategy: StrategyName = typer.Option(StrategyName.metricaug, "--strategy", help="metricaug (N clean + N drawn by level), none (the N clean only) fixed-snr (clean + the 6N mixes of prep fixed-snr) or copypaste (clean + the 0.8N concatenations and 10.8N mixes of prep copypaste)."),
     quant: QuantName = typer.Option(QuantName.gmm, "--quant", help="Quantizer of the level index: gmm or uniform."),
     metric: str = typer.Option("stoi", "--metric", help="Metric of the level index: stoi, pesq or fwsnrseg."),
     levels: Optional[int] = typer.Option(None, "--levels", help="K of the level index (default: the one K that prep score wrote)."),

@@ -93,8 +93,10 @@ class StoreData:
         )
 
     def subset(self, subset: str, split: str) -> SampleSet:
-        """Every sample of one subset and split (e.g. the fixed-SNR train mixes), in key order."""
-        table = self.store.table(["key", "label", "utt_id"], filters=[("subset", "=", subset), ("split", "=", split)])
+        """Every sample of one subset and split (e.g. the fixed-SNR train mixes), in key order.
+        Lengths are the rows' own: a subset may hold samples that are no clean utterance
+        (CopyPaste's composites and their mixes)."""
+        table = self.store.table(["key", "label", "num_samples"], filters=[("subset", "=", subset), ("split", "=", split)])
         table = table.sort_by([("key", "ascending")])
         keys = table["key"].to_pylist()
         return SampleSet(
@@ -102,7 +104,7 @@ class StoreData:
             source_of=np.zeros(len(keys), np.int64),
             index_in_source=np.arange(len(keys), dtype=np.int64),
             labels=labels_of(table["label"].to_pylist(), f"{self.store.path} {subset} {split}"),
-            lengths=np.array([self._length_of_utt[u] for u in table["utt_id"].to_pylist()], dtype=np.int64),
+            lengths=table["num_samples"].to_numpy().astype(np.int64),
         )
 
     def members(self, group: str, level: int) -> LevelMembers:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from shards.atomic import atomic_output, write_bytes_atomic, write_json_atomic
 from shards.errors import InputError
 from shards.reader import open_store
-from shards.vocab import EMOTIONS, FIXED_SNR_SUBSET, TRAIN, VALIDATION
+from shards.vocab import COPYPASTE_MIX_SUBSET, COPYPASTE_SUBSET, EMOTIONS, FIXED_SNR_SUBSET, TRAIN, VALIDATION
 from trainer.data import SampleSet, StoreData, length_batches
 from trainer.features import FeatureError, build_front_end
 from trainer.model import GRUTFM, count_parameters
@@ -43,7 +43,7 @@ NORM_UTTERANCES = 512
 
 
 #: Training strategies, and the training set's size per epoch in multiples of N.
-STRATEGIES = {"metricaug": 2.0, "none": 1.0, "fixed-snr": 7.0}
+STRATEGIES = {"metricaug": 2.0, "none": 1.0, "fixed-snr": 7.0, "copypaste": 12.6}
 
 
 @dataclass
@@ -158,12 +158,19 @@ class Trainer:
         self.val_clean = self.data.clean(VALIDATION)
         self.val_levels = [self._validation_level(k) for k in range(1, self.K + 1)]
         self.N = len(self.train_clean)
+        #: a baseline's samples beyond the clean train utterances, the same every epoch
         self.fixed = None
         if config.strategy == "fixed-snr":
             self.fixed = self.data.subset(FIXED_SNR_SUBSET, TRAIN)
             if len(self.fixed) == 0:
                 raise InputError(f"{store.path}: no fixed-SNR mixes; build them with 'prep fixed-snr --corpus ... "
                                  f"--out {store.path.parent}'")
+        elif config.strategy == "copypaste":
+            parts = [self.data.subset(COPYPASTE_SUBSET, TRAIN), self.data.subset(COPYPASTE_MIX_SUBSET, TRAIN)]
+            if min(len(p) for p in parts) == 0:
+                raise InputError(f"{store.path}: no CopyPaste samples; build them with 'prep copypaste --corpus ... "
+                                 f"--out {store.path.parent}'")
+            self.fixed = SampleSet.concat(parts)
 
     # -- data --------------------------------------------------------------------------
     def _validation_level(self, level: int) -> SampleSet:
@@ -178,7 +185,7 @@ class Trainer:
         """The epoch's training set: the clean utterances plus the strategy's mixes."""
         if self.config.strategy == "none":
             return self.train_clean, [], []
-        if self.config.strategy == "fixed-snr":
+        if self.fixed is not None:  # fixed-snr, copypaste
             return SampleSet.concat([self.train_clean, self.fixed]), [], []
         draw = plan_epoch_draw(self.data.train_level_sizes, self.N, weights, _rng(self.config.seed, 1, epoch))
         parts = [self.train_clean] + [self.data.level_samples(TRAIN, k + 1, idx)
@@ -245,7 +252,7 @@ class Trainer:
         state = RunState(weights=[1.0 / self.K] * self.K if self.metricaug else [])
         config_doc = {"format": RUN_FORMAT, **asdict(cfg), "n_levels": self.K, "n_train": self.N,
                       "train_size_n": STRATEGIES[cfg.strategy] if self.fixed is None else 1 + len(self.fixed) / self.N,
-                      "level_index": str(self.data.index.path), "parameters": count_parameters(model),
+                      "level_index": str(self.data.index.path) if self.data.index else "", "parameters": count_parameters(model),
                       "world_size": dist.world, "train_level_sizes": self.data.train_level_sizes}
 
         if resume and (out / LAST).is_file():
