@@ -60,3 +60,24 @@ def test_plots_are_written_as_png(tmp_path):
     written = plots(load_runs(runs), out)
     assert [p.name for p in written] == ["weights.png", "val_levels.png", "conditions.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
+
+
+def test_bootstrap_scores_match_sklearn_and_intervals_cover_the_estimate():
+    from sklearn.metrics import f1_score, recall_score
+
+    from trainer.report import _scores_from_confusions, bootstrap_ci
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, 200)
+    predictions = np.where(rng.random(200) < 0.6, labels, rng.integers(0, 4, 200))
+    confusion = np.zeros((1, 4, 4), int)
+    np.add.at(confusion[0], (labels, predictions), 1)
+    fast = _scores_from_confusions(confusion)
+    assert fast["wf1"][0] == pytest.approx(f1_score(labels, predictions, average="weighted"), abs=1e-12)
+    assert fast["uar"][0] == pytest.approx(recall_score(labels, predictions, average="macro"), abs=1e-12)
+
+    run = {"results": {"conditions": {"clean": {"labels": labels.tolist(), "predictions": predictions.tolist()}}}}
+    low, high = bootstrap_ci([run], "clean")
+    assert low < fast["wf1"][0] < high and 0.05 < high - low < 0.25  # about ±7 points for 200 utterances
+    assert bootstrap_ci([run], "clean") == (low, high)  # seeded
+    assert bootstrap_ci([{"results": {"conditions": {"clean": {"wf1": 0.5}}}}], "clean") is None

@@ -170,6 +170,8 @@ def test_baseline_none_trains_on_clean_only_and_eval_scores_every_test_condition
     gaps = [float(x) for x in rows[1][1:-1]]
     assert len(gaps) == config["n_levels"] and float(rows[1][-1]) == pytest.approx(np.nansum(gaps), abs=1e-5)
     assert "| Clean |" in (tmp_path / "report" / "table2.md").read_text()
+    intervals = (tmp_path / "report" / "intervals.md").read_text()
+    assert "| Clean | " in intervals and " [" in intervals  # per-utterance outcomes give a bootstrap interval
 
 
 def test_search_hidden_doubles_and_keeps_the_best(demo_store, tmp_path):

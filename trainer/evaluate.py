@@ -90,7 +90,11 @@ def evaluate_run(run: str | Path, device: torch.device, workers: int = 0, log=pr
     conditions = test_conditions(store)
     results["order"] = list(conditions)  # the report's row order (the JSON keys are sorted)
     for name, samples in conditions.items():
-        scores = classification_scores(samples.labels, predict(model, featurize, samples, workers))
+        predictions = predict(model, featurize, samples, workers)
+        scores = classification_scores(samples.labels, predictions)
+        # per-utterance outcomes: what a bootstrap over utterances resamples (trainer report)
+        scores["labels"] = samples.labels.tolist()
+        scores["predictions"] = predictions.tolist()
         results["conditions"][name] = scores
         log(f"{name:12s} WF1 {scores['wf1']:.4f}  UAR {scores['uar']:.4f}  ({scores['n']} utterances)")
     write_json_atomic(run / RESULTS, results)

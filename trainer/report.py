@@ -25,7 +25,7 @@ import torch
 from shards.atomic import atomic_output, write_bytes_atomic
 from shards.errors import InputError
 from shards.reader import open_store
-from shards.vocab import METRICS, VALIDATION
+from shards.vocab import EMOTIONS, METRICS, VALIDATION
 from trainer.data import StoreData
 from trainer.evaluate import RESULTS, condition_order, load_model
 from trainer.predict import classification_scores, predict
@@ -72,6 +72,71 @@ def _fmt(values: list[float]) -> str:
         return "–"
     mean = 100 * float(np.mean(values))
     return f"{mean:.2f} ± {100 * float(np.std(values)):.2f}" if len(values) > 1 else f"{mean:.2f}"
+
+
+BOOTSTRAP_REPLICATES = 1000
+
+
+def _scores_from_confusions(confusions: np.ndarray) -> dict[str, np.ndarray]:
+    """WF1 and UAR of a stack of confusion matrices (B, K, K), rows = true class: the same
+    definitions as sklearn's f1_score(average="weighted") and recall over the classes present."""
+    tp = np.diagonal(confusions, axis1=1, axis2=2).astype(float)
+    support = confusions.sum(axis=2).astype(float)
+    predicted = confusions.sum(axis=1).astype(float)
+    denominator = support + predicted
+    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    n = support.sum(axis=1, keepdims=True)
+    wf1 = (f1 * support / n).sum(axis=1)
+    present = support > 0
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=present)
+    uar = recall.sum(axis=1) / present.sum(axis=1)
+    return {"wf1": wf1, "uar": uar}
+
+
+def bootstrap_ci(runs: list[dict], condition: str, metric: str = "wf1", replicates: int = BOOTSTRAP_REPLICATES,
+                 seed: int = 0) -> tuple[float, float] | None:
+    """95 % interval of the runs' mean score on ``condition``, resampling each run's test
+    utterances with replacement (the percentile bootstrap). None when a run holds no
+    per-utterance outcomes (results.json written before they were recorded)."""
+    k = len(EMOTIONS)
+    rng = np.random.default_rng(seed)
+    per_run = []
+    for run in runs:
+        scores = run["results"]["conditions"].get(condition)
+        if not scores or "predictions" not in scores:
+            return None
+        cell = np.asarray(scores["labels"]) * k + np.asarray(scores["predictions"])
+        pick = rng.integers(0, cell.size, (replicates, cell.size))
+        # one confusion matrix per replicate, counted in one bincount
+        offsets = (np.arange(replicates) * k * k)[:, None]
+        confusions = np.bincount((cell[pick] + offsets).ravel(), minlength=replicates * k * k).reshape(replicates, k, k)
+        per_run.append(_scores_from_confusions(confusions)[metric])
+    stats = np.mean(per_run, axis=0)
+    low, high = np.percentile(stats, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def table_ci(runs: list[dict], metric: str = "wf1") -> str:
+    """Mean [95 % bootstrap interval] (seed spread) per condition and strategy, in %."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for run in runs:
+        groups[run["label"]].append(run)
+    columns = sorted(groups, key=_column_order)
+    header = [f"{metric.upper()} %"] + [f"{c} (n={len(groups[c])})" for c in columns]
+    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for condition in _conditions(runs):
+        cells = []
+        for c in columns:
+            runs_c = [r for r in groups[c] if condition in r["results"]["conditions"]]
+            if not runs_c:
+                cells.append("–")
+                continue
+            values = [r["results"]["conditions"][condition][metric] for r in runs_c]
+            ci = bootstrap_ci(runs_c, condition, metric)
+            interval = f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
+            cells.append(f"{100 * np.mean(values):.1f}{interval} (sd {100 * np.std(values):.1f})")
+        md.append(f"| {CONDITION_LABELS.get(condition, condition)} | " + " | ".join(cells) + " |")
+    return "\n".join(md) + "\n"
 
 
 def table2(runs: list[dict]) -> tuple[str, list[list[str]]]:
@@ -223,7 +288,11 @@ def write_report(runs: list[Path], out: Path, device: torch.device, workers: int
     write_bytes_atomic(out / "table2.md", ("# Test WF1 (%) per condition and strategy\n\n" + t2_md).encode())
     write_bytes_atomic(out / "table2.csv", _csv_bytes(t2_csv))
     write_bytes_atomic(out / "table3.md", ("# Normalised WF1 gap per GMM level (clean-trained model)\n\n" + t3_md).encode())
-    paths = [out / "table2.md", out / "table2.csv", out / "table3.md"]
+    intervals = "".join(
+        f"## {metric.upper()}: mean [95 % bootstrap interval over utterances] (sd over runs), %\n\n{table_ci(loaded, metric)}\n"
+        for metric in ("wf1", "uar"))
+    write_bytes_atomic(out / "intervals.md", ("# Test scores with their uncertainty\n\n" + intervals).encode())
+    paths = [out / "table2.md", out / "table2.csv", out / "table3.md", out / "intervals.md"]
     if t3_csv:
         write_bytes_atomic(out / "table3.csv", _csv_bytes(t3_csv))
         paths.append(out / "table3.csv")
