@@ -139,6 +139,21 @@ METRICS = typer.Option("stoi,pesq,fwsnrseg", help="Metrics to compute for every 
 PER_SHARD = typer.Option(16, help="Utterances per shard (a superset shard holds 30x as many mixes).")
 LIMIT = typer.Option(0, help="Use only the first N utterances of each split (0: all); for quick trials.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+CORPUS_OPT = typer.Option(..., "--corpus", help=f"Emotion corpus adapter: {', '.join(CORPORA)}.")
+ROOT_OPT = typer.Option(None, "--root", help="Corpus root (for csv: the CSV file; for demo: the demo-corpus folder).")
+OUT_OPT = typer.Option(Path("data/stores"), "--out", help="Output folder; the store is OUT/<corpus>.")
+BASELINE_NOISE_TYPES = typer.Option("noise,music", "--noise-types", help="MUSAN parts to mix with.")
+BASELINE_METRICS = typer.Option("", "--metrics", help="Metrics to compute for every mix (comma-separated; default none: the baseline does not use them).")
+
+
+def _snr_list(snrs: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in snrs.split(",") if x.strip())
+    except ValueError:
+        values = ()
+    if not values:
+        fail(f"--snrs {snrs!r}: expected comma-separated numbers of dB")
+    return values
 
 
 @app.command("demo-corpus", cls=_Command)
@@ -162,10 +177,10 @@ def demo_corpus(
 
 @app.command("superset", cls=_Command)
 def superset(
-    corpus: str = typer.Option(..., help=f"Emotion corpus adapter: {', '.join(CORPORA)}."),
-    root: Optional[Path] = typer.Option(None, help="Corpus root (for csv: the CSV file; for demo: the demo-corpus folder)."),
+    corpus: str = CORPUS_OPT,
+    root: Optional[Path] = ROOT_OPT,
     noise_root: Optional[Path] = typer.Option(None, help="MUSAN root (noise/ and music/); demo: <root>/musan."),
-    out: Path = typer.Option(Path("data/stores"), help="Output folder; the store is OUT/<corpus>."),
+    out: Path = OUT_OPT,
     jobs: int = JOBS,
     seed: int = SEED,
     backend: str = BACKEND,
@@ -204,17 +219,17 @@ def superset(
 
 @app.command("fixed-snr", cls=_Command)
 def fixed_snr(
-    corpus: str = typer.Option(..., help=f"Emotion corpus adapter: {', '.join(CORPORA)}."),
-    root: Optional[Path] = typer.Option(None, help="Corpus root (for csv: the CSV file; for demo: the demo-corpus folder)."),
+    corpus: str = CORPUS_OPT,
+    root: Optional[Path] = ROOT_OPT,
     noise_root: Optional[Path] = typer.Option(None, help="MUSAN root (noise/ and music/); demo: <root>/musan."),
-    out: Path = typer.Option(Path("data/stores"), help="Output folder; the store is OUT/<corpus>."),
+    out: Path = OUT_OPT,
     snrs: str = typer.Option("0,5,10", help="Exact SNRs (dB): one mix per SNR and noise type for every train utterance."),
-    noise_types: str = typer.Option("noise,music", help="MUSAN parts to mix with."),
+    noise_types: str = BASELINE_NOISE_TYPES,
     jobs: int = JOBS,
     seed: int = SEED,
     backend: str = BACKEND,
     scheduler: Optional[str] = SCHEDULER,
-    metrics: str = typer.Option("", help="Metrics to compute for every mix (comma-separated; default none: the baseline does not use them)."),
+    metrics: str = BASELINE_METRICS,
     utts_per_shard: int = PER_SHARD,
     limit: int = LIMIT,
     quiet: bool = QUIET,
@@ -225,10 +240,7 @@ def fixed_snr(
     from mixer.plan import FixedSnrOptions, plan_fixed_snr
 
     try:
-        try:
-            snr_values = tuple(float(x) for x in snrs.split(",") if x.strip())
-        except ValueError:
-            fail(f"--snrs {snrs!r}: expected comma-separated numbers of dB")
+        snr_values = _snr_list(snrs)
         opts = FixedSnrOptions(snrs=snr_values, noise_types=_split_list(noise_types, ("noise", "music", "speech"), "--noise-types"),
                                utts_per_shard=max(utts_per_shard, 1), seed=seed, metrics=_metric_list(metrics))
         utts, rejects, label_files = _load_corpus(corpus, root, limit)
@@ -247,19 +259,19 @@ def fixed_snr(
 
 @app.command("copypaste", cls=_Command)
 def copypaste(
-    corpus: str = typer.Option(..., help=f"Emotion corpus adapter: {', '.join(CORPORA)}."),
-    root: Optional[Path] = typer.Option(None, help="Corpus root (for csv: the CSV file; for demo: the demo-corpus folder)."),
+    corpus: str = CORPUS_OPT,
+    root: Optional[Path] = ROOT_OPT,
     noise_root: Optional[Path] = typer.Option(None, help="MUSAN root (noise/ and music/); demo: <root>/musan."),
-    out: Path = typer.Option(Path("data/stores"), help="Output folder; the store is OUT/<corpus>."),
+    out: Path = OUT_OPT,
     ratio: float = typer.Option(0.8, min=0.0, help="New concatenated samples per train utterance (0.8: 0.8N, rounded)."),
     max_segment_s: float = typer.Option(4.0, help="Each concatenated utterance is cut to at most this many seconds (a seeded random stretch)."),
     snrs: str = typer.Option("0,5,10", help="Exact SNRs (dB): one mix per SNR and noise type for every train utterance and every new sample."),
-    noise_types: str = typer.Option("noise,music", help="MUSAN parts to mix with."),
+    noise_types: str = BASELINE_NOISE_TYPES,
     jobs: int = JOBS,
     seed: int = SEED,
     backend: str = BACKEND,
     scheduler: Optional[str] = SCHEDULER,
-    metrics: str = typer.Option("", help="Metrics to compute for every mix (comma-separated; default none: the baseline does not use them)."),
+    metrics: str = BASELINE_METRICS,
     utts_per_shard: int = PER_SHARD,
     limit: int = LIMIT,
     quiet: bool = QUIET,
@@ -273,10 +285,7 @@ def copypaste(
     from mixer.plan import CopyPasteOptions, copypaste_count, plan_copypaste
 
     try:
-        try:
-            snr_values = tuple(float(x) for x in snrs.split(",") if x.strip())
-        except ValueError:
-            fail(f"--snrs {snrs!r}: expected comma-separated numbers of dB")
+        snr_values = _snr_list(snrs)
         if not max_segment_s > 0:
             fail(f"--max-segment-s {max_segment_s}: expected a positive number of seconds")
         opts = CopyPasteOptions(ratio=ratio, max_segment_s=max_segment_s, snrs=snr_values,
@@ -299,11 +308,11 @@ def copypaste(
 
 @app.command("testsets", cls=_Command)
 def testsets(
-    corpus: str = typer.Option(..., help=f"Emotion corpus adapter: {', '.join(CORPORA)}."),
-    root: Optional[Path] = typer.Option(None, help="Corpus root (for csv: the CSV file; for demo: the demo-corpus folder)."),
+    corpus: str = CORPUS_OPT,
+    root: Optional[Path] = ROOT_OPT,
     noise_root: Optional[Path] = typer.Option(None, help="MUSAN root for the seen-noise tests; demo: <root>/musan."),
     unseen_root: Optional[Path] = typer.Option(None, help="ESC-50 root for the unseen-noise test; demo: <root>/esc50."),
-    out: Path = typer.Option(Path("data/stores"), help="Output folder; the store is OUT/<corpus>."),
+    out: Path = OUT_OPT,
     snrs: str = typer.Option("0,5,10", help="Exact SNRs (dB) of the seen-noise test sets."),
     jobs: int = JOBS,
     seed: int = SEED,
@@ -319,10 +328,7 @@ def testsets(
     from mixer.plan import TestsetOptions, plan_clean, plan_testsets
 
     try:
-        try:
-            snr_values = tuple(float(x) for x in snrs.split(",") if x.strip())
-        except ValueError:
-            fail(f"--snrs {snrs!r}: expected comma-separated numbers of dB")
+        snr_values = _snr_list(snrs)
         utts, rejects, label_files = _load_corpus(corpus, root, limit)
         test_splits = tuple(sorted({u.split for u in utts if u.split.startswith("test")}))
         if not test_splits:

@@ -60,6 +60,18 @@ def labels_of(names: Sequence[str], where: str) -> np.ndarray:
         raise InputError(f"{where}: label {exc.args[0]!r} is not one of {', '.join(EMOTIONS)}") from None
 
 
+def table_samples(store: Store, table, what: str) -> SampleSet:
+    """The samples of some table rows (columns key, label, num_samples), in row order."""
+    keys = table["key"].to_pylist()
+    return SampleSet(
+        sources=[store.clips(keys)],
+        source_of=np.zeros(len(keys), np.int64),
+        index_in_source=np.arange(len(keys), dtype=np.int64),
+        labels=labels_of(table["label"].to_pylist(), f"{store.path} {what}"),
+        lengths=table["num_samples"].to_numpy().astype(np.int64),
+    )
+
+
 class StoreData:
     """The parts of a store one training run reads."""
 
@@ -82,30 +94,14 @@ class StoreData:
         return self._clean[TRAIN].num_rows
 
     def clean(self, split: str) -> SampleSet:
-        table = self._clean[split]
-        keys = table["key"].to_pylist()
-        return SampleSet(
-            sources=[self.store.clips(keys)],
-            source_of=np.zeros(len(keys), np.int64),
-            index_in_source=np.arange(len(keys), dtype=np.int64),
-            labels=labels_of(table["label"].to_pylist(), f"{self.store.path} clean {split}"),
-            lengths=table["num_samples"].to_numpy().astype(np.int64),
-        )
+        return table_samples(self.store, self._clean[split], f"clean {split}")
 
     def subset(self, subset: str, split: str) -> SampleSet:
         """Every sample of one subset and split (e.g. the fixed-SNR train mixes), in key order.
         Lengths are the rows' own: a subset may hold samples that are no clean utterance
         (CopyPaste's composites and their mixes)."""
         table = self.store.table(["key", "label", "num_samples"], filters=[("subset", "=", subset), ("split", "=", split)])
-        table = table.sort_by([("key", "ascending")])
-        keys = table["key"].to_pylist()
-        return SampleSet(
-            sources=[self.store.clips(keys)],
-            source_of=np.zeros(len(keys), np.int64),
-            index_in_source=np.arange(len(keys), dtype=np.int64),
-            labels=labels_of(table["label"].to_pylist(), f"{self.store.path} {subset} {split}"),
-            lengths=table["num_samples"].to_numpy().astype(np.int64),
-        )
+        return table_samples(self.store, table.sort_by([("key", "ascending")]), f"{subset} {split}")
 
     def members(self, group: str, level: int) -> LevelMembers:
         key = (group, level)

@@ -11,7 +11,6 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pyarrow.compute as pc
 import torch
 
@@ -19,7 +18,7 @@ from shards.atomic import write_json_atomic
 from shards.errors import InputError
 from shards.reader import Store, open_store
 from shards.vocab import CLEAN_SUBSET, EMOTIONS, UNSEEN_SUBSET
-from trainer.data import SampleSet, labels_of
+from trainer.data import SampleSet, table_samples
 from trainer.features import FeatureError, build_front_end
 from trainer.model import GRUTFM
 from trainer.predict import classification_scores, predict
@@ -49,13 +48,7 @@ def test_conditions(store: Store) -> dict[str, SampleSet]:
     for subset in sorted(set(table["subset"].to_pylist())):
         part = table.filter(pc.equal(table["subset"], subset)).sort_by([("key", "ascending")])
         name = CLEAN_CONDITION if subset == CLEAN_SUBSET else subset
-        keys = part["key"].to_pylist()
-        out[name] = SampleSet(
-            sources=[store.clips(keys)], source_of=np.zeros(len(keys), np.int64),
-            index_in_source=np.arange(len(keys), dtype=np.int64),
-            labels=labels_of(part["label"].to_pylist(), f"{store.path} {subset}"),
-            lengths=part["num_samples"].to_numpy().astype(np.int64),
-        )
+        out[name] = table_samples(store, part, subset)
     return dict(sorted(out.items(), key=lambda item: condition_order(item[0])))
 
 
