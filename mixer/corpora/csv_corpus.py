@@ -18,7 +18,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from shards.errors import InputError
-
 from shards.vocab import EMOTIONS
 
 from ..records import Reject, Utterance, safe_id

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from shards.errors import InputError
-
 from shards.vocab import NOISE_KINDS
 
 from ..records import NoiseFile, Reject, safe_id
