@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -100,6 +100,34 @@ def _default_noise_root(corpus: str, root: Optional[Path], noise_root: Optional[
     return noise_root
 
 
+@dataclass
+class _Inputs:
+    """A stage's inputs: the corpus's utterances and the MUSAN noise, with their rejects."""
+
+    utts: list
+    rejects: list[dict]  # the corpus's and the noise's
+    label_files: list
+    noise_root: Optional[Path]  # the root actually used (a demo corpus brings its own)
+    noises: list
+
+    def info(self, corpus: str, root: Optional[Path], opts, seed: int, utterances: int, **extra) -> dict:
+        """What a stage's plan records about its inputs."""
+        return {"corpus": corpus, "root": str(root), "noise_root": str(self.noise_root or ""), "options": asdict(opts),
+                "seed": seed, "utterances": utterances, "noise_files": len(self.noises),
+                "label_files": self.label_files, **extra}
+
+
+def _load_inputs(corpus: str, root: Optional[Path], noise_root: Optional[Path], limit: int) -> _Inputs:
+    utts, rejects, label_files = _load_corpus(corpus, root, limit)
+    noise_root = _default_noise_root(corpus, root, noise_root, "musan")
+    noises, noise_rejects, _ = _load_noise("musan", noise_root, "--noise-root")
+    return _Inputs(utts, rejects + noise_rejects, label_files, noise_root, noises)
+
+
+def _noise_type_list(text: str) -> tuple[str, ...]:
+    return _split_list(text, ("noise", "music", "speech"), "--noise-types")
+
+
 def _metric_list(metrics: str) -> tuple[str, ...]:
     return _split_list(metrics, ALL_METRICS, "--metrics") if metrics else ()
 
@@ -141,6 +169,7 @@ LIMIT = typer.Option(0, help="Use only the first N utterances of each split (0: 
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 CORPUS_OPT = typer.Option(..., "--corpus", help=f"Emotion corpus adapter: {', '.join(CORPORA)}.")
 ROOT_OPT = typer.Option(None, "--root", help="Corpus root (for csv: the CSV file; for demo: the demo-corpus folder).")
+NOISE_ROOT_OPT = typer.Option(None, "--noise-root", help="MUSAN root (noise/ and music/); demo: <root>/musan.")
 OUT_OPT = typer.Option(Path("data/stores"), "--out", help="Output folder; the store is OUT/<corpus>.")
 BASELINE_NOISE_TYPES = typer.Option("noise,music", "--noise-types", help="MUSAN parts to mix with.")
 BASELINE_METRICS = typer.Option("", "--metrics", help="Metrics to compute for every mix (comma-separated; default none: the baseline does not use them).")
@@ -179,7 +208,7 @@ def demo_corpus(
 def superset(
     corpus: str = CORPUS_OPT,
     root: Optional[Path] = ROOT_OPT,
-    noise_root: Optional[Path] = typer.Option(None, help="MUSAN root (noise/ and music/); demo: <root>/musan."),
+    noise_root: Optional[Path] = NOISE_ROOT_OPT,
     out: Path = OUT_OPT,
     jobs: int = JOBS,
     seed: int = SEED,
@@ -200,28 +229,25 @@ def superset(
 
     try:
         opts = SupersetOptions(snr_min=snr_min, snr_max=snr_max, bins=bins,
-                               noise_types=_split_list(noise_types, ("noise", "music", "speech"), "--noise-types"),
+                               noise_types=_noise_type_list(noise_types),
                                utts_per_shard=max(utts_per_shard, 1), seed=seed,
                                metrics=_metric_list(metrics))
-        utts, rejects, label_files = _load_corpus(corpus, root, limit)
-        noise_root = _default_noise_root(corpus, root, noise_root, "musan")
-        noises, noise_rejects, _ = _load_noise("musan", noise_root, "--noise-root")
-        train_val = [u for u in utts if u.split in ("train", "validation")]
+        inputs = _load_inputs(corpus, root, noise_root, limit)
+        train_val = [u for u in inputs.utts if u.split in ("train", "validation")]
         if not train_val:
             fail(f"{root}: no train or validation utterances")
-        tasks = plan_clean(train_val, opts.utts_per_shard) + plan_superset(train_val, noises, opts)
-        info = {"corpus": corpus, "root": str(root), "noise_root": str(noise_root or ""), "options": asdict(opts),
-                "seed": seed, "utterances": len(train_val), "noise_files": len(noises), "label_files": label_files}
+        tasks = plan_clean(train_val, opts.utts_per_shard) + plan_superset(train_val, inputs.noises, opts)
+        info = inputs.info(corpus, root, opts, seed, len(train_val))
     except InputError as exc:
         fail(str(exc))
-    _build_and_report(out / corpus, "superset", tasks, info, rejects + noise_rejects, jobs, backend, scheduler, quiet)
+    _build_and_report(out / corpus, "superset", tasks, info, inputs.rejects, jobs, backend, scheduler, quiet)
 
 
 @app.command("fixed-snr", cls=_Command)
 def fixed_snr(
     corpus: str = CORPUS_OPT,
     root: Optional[Path] = ROOT_OPT,
-    noise_root: Optional[Path] = typer.Option(None, help="MUSAN root (noise/ and music/); demo: <root>/musan."),
+    noise_root: Optional[Path] = NOISE_ROOT_OPT,
     out: Path = OUT_OPT,
     snrs: str = typer.Option("0,5,10", help="Exact SNRs (dB): one mix per SNR and noise type for every train utterance."),
     noise_types: str = BASELINE_NOISE_TYPES,
@@ -241,27 +267,24 @@ def fixed_snr(
 
     try:
         snr_values = _snr_list(snrs)
-        opts = FixedSnrOptions(snrs=snr_values, noise_types=_split_list(noise_types, ("noise", "music", "speech"), "--noise-types"),
+        opts = FixedSnrOptions(snrs=snr_values, noise_types=_noise_type_list(noise_types),
                                utts_per_shard=max(utts_per_shard, 1), seed=seed, metrics=_metric_list(metrics))
-        utts, rejects, label_files = _load_corpus(corpus, root, limit)
-        noise_root = _default_noise_root(corpus, root, noise_root, "musan")
-        noises, noise_rejects, _ = _load_noise("musan", noise_root, "--noise-root")
-        train = [u for u in utts if u.split == "train"]
+        inputs = _load_inputs(corpus, root, noise_root, limit)
+        train = [u for u in inputs.utts if u.split == "train"]
         if not train:
             fail(f"{root}: no train utterances")
-        tasks = plan_fixed_snr(train, noises, opts)
-        info = {"corpus": corpus, "root": str(root), "noise_root": str(noise_root or ""), "options": asdict(opts),
-                "seed": seed, "utterances": len(train), "noise_files": len(noises), "label_files": label_files}
+        tasks = plan_fixed_snr(train, inputs.noises, opts)
+        info = inputs.info(corpus, root, opts, seed, len(train))
     except InputError as exc:
         fail(str(exc))
-    _build_and_report(out / corpus, "fixed_snr", tasks, info, rejects + noise_rejects, jobs, backend, scheduler, quiet)
+    _build_and_report(out / corpus, "fixed_snr", tasks, info, inputs.rejects, jobs, backend, scheduler, quiet)
 
 
 @app.command("copypaste", cls=_Command)
 def copypaste(
     corpus: str = CORPUS_OPT,
     root: Optional[Path] = ROOT_OPT,
-    noise_root: Optional[Path] = typer.Option(None, help="MUSAN root (noise/ and music/); demo: <root>/musan."),
+    noise_root: Optional[Path] = NOISE_ROOT_OPT,
     out: Path = OUT_OPT,
     ratio: float = typer.Option(0.8, min=0.0, help="New concatenated samples per train utterance (0.8: 0.8N, rounded)."),
     max_segment_s: float = typer.Option(4.0, help="Each concatenated utterance is cut to at most this many seconds (a seeded random stretch)."),
@@ -289,21 +312,17 @@ def copypaste(
         if not max_segment_s > 0:
             fail(f"--max-segment-s {max_segment_s}: expected a positive number of seconds")
         opts = CopyPasteOptions(ratio=ratio, max_segment_s=max_segment_s, snrs=snr_values,
-                                noise_types=_split_list(noise_types, ("noise", "music", "speech"), "--noise-types"),
+                                noise_types=_noise_type_list(noise_types),
                                 utts_per_shard=max(utts_per_shard, 1), seed=seed, metrics=_metric_list(metrics))
-        utts, rejects, label_files = _load_corpus(corpus, root, limit)
-        noise_root = _default_noise_root(corpus, root, noise_root, "musan")
-        noises, noise_rejects, _ = _load_noise("musan", noise_root, "--noise-root")
-        n_train = sum(u.split == "train" for u in utts)
+        inputs = _load_inputs(corpus, root, noise_root, limit)
+        n_train = sum(u.split == "train" for u in inputs.utts)
         if not n_train:
             fail(f"{root}: no train utterances")
-        tasks = plan_copypaste(utts, noises, opts)  # every split: composite ids must not clash with any
-        info = {"corpus": corpus, "root": str(root), "noise_root": str(noise_root or ""), "options": asdict(opts),
-                "seed": seed, "utterances": n_train, "composites": copypaste_count(n_train, ratio),
-                "noise_files": len(noises), "label_files": label_files}
+        tasks = plan_copypaste(inputs.utts, inputs.noises, opts)  # every split: composite ids must not clash with any
+        info = inputs.info(corpus, root, opts, seed, n_train, composites=copypaste_count(n_train, ratio))
     except InputError as exc:
         fail(str(exc))
-    _build_and_report(out / corpus, "copypaste", tasks, info, rejects + noise_rejects, jobs, backend, scheduler, quiet)
+    _build_and_report(out / corpus, "copypaste", tasks, info, inputs.rejects, jobs, backend, scheduler, quiet)
 
 
 @app.command("testsets", cls=_Command)
@@ -329,27 +348,24 @@ def testsets(
 
     try:
         snr_values = _snr_list(snrs)
-        utts, rejects, label_files = _load_corpus(corpus, root, limit)
-        test_splits = tuple(sorted({u.split for u in utts if u.split.startswith("test")}))
+        inputs = _load_inputs(corpus, root, noise_root, limit)
+        test_splits = tuple(sorted({u.split for u in inputs.utts if u.split.startswith("test")}))
         if not test_splits:
             fail(f"{root}: no test utterances")
         opts = TestsetOptions(snrs=snr_values, utts_per_shard=max(utts_per_shard, 1), seed=seed, splits=test_splits,
                               metrics=_metric_list(metrics))
-        noise_root = _default_noise_root(corpus, root, noise_root, "musan")
-        noises, noise_rejects, _ = _load_noise("musan", noise_root, "--noise-root")
         unseen_root = _default_noise_root(corpus, root, unseen_root, "esc50")
         unseen, unseen_rejects, unseen_labels = (([], [], []) if unseen_root is None
                                                  else _load_noise("esc50", unseen_root, "--unseen-root"))
         if unseen_root is None:
             typer.echo("note: no --unseen-root given, the unseen-noise test set is skipped", err=True)
-        tests = [u for u in utts if u.split in test_splits]
-        tasks = plan_clean(tests, opts.utts_per_shard) + plan_testsets(tests, noises, unseen, opts)
-        info = {"corpus": corpus, "root": str(root), "noise_root": str(noise_root or ""), "unseen_root": str(unseen_root or ""),
-                "options": asdict(opts), "seed": seed, "utterances": len(tests), "noise_files": len(noises),
-                "unseen_files": len(unseen), "label_files": label_files + unseen_labels}
+        tests = [u for u in inputs.utts if u.split in test_splits]
+        tasks = plan_clean(tests, opts.utts_per_shard) + plan_testsets(tests, inputs.noises, unseen, opts)
+        info = inputs.info(corpus, root, opts, seed, len(tests), unseen_root=str(unseen_root or ""),
+                           unseen_files=len(unseen), label_files=inputs.label_files + unseen_labels)
     except InputError as exc:
         fail(str(exc))
-    _build_and_report(out / corpus, "testsets", tasks, info, rejects + noise_rejects + unseen_rejects,
+    _build_and_report(out / corpus, "testsets", tasks, info, inputs.rejects + unseen_rejects,
                       jobs, backend, scheduler, quiet)
 
 
