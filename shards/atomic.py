@@ -11,13 +11,25 @@ from pathlib import Path
 
 import numpy as np
 
-#: Pattern of the temporary files :func:`atomic_output` and the shard writer use.
-TEMPORARY_GLOB = ".*.tmp-*"
+#: Temporary files of :func:`atomic_output` and the shard writer: ``.<name>.tmp-<pid>``.
+_TEMPORARY_MARK = ".tmp-"
+TEMPORARY_GLOB = f".*{_TEMPORARY_MARK}*"
 
 
 def temporary_path(path: Path) -> Path:
     path = Path(path)
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    return path.with_name(f".{path.name}{_TEMPORARY_MARK}{os.getpid()}")
+
+
+def is_temporary(path: Path) -> bool:
+    name = Path(path).name
+    return name.startswith(".") and _TEMPORARY_MARK in name
+
+
+def temporary_target(tmp: Path) -> tuple[str, int | None]:
+    """(name of the file being written, writer's pid or None) of a temporary's path."""
+    name, _, pid = Path(tmp).name[1:].rpartition(_TEMPORARY_MARK)
+    return name, int(pid) if pid.isdigit() else None
 
 
 @contextmanager

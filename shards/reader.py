@@ -108,10 +108,6 @@ class _OpenShards:
             self._files.move_to_end(path)
         return fd
 
-    def close_all(self) -> None:
-        while self._files:
-            os.close(self._files.popitem()[1])
-
 
 _OPEN_SHARDS = _OpenShards()
 

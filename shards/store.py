@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shards.atomic import TEMPORARY_GLOB, atomic_output, sha256_file, write_json_atomic
+from shards.atomic import TEMPORARY_GLOB, atomic_output, sha256_file, temporary_target, write_json_atomic
 from shards.errors import InputError
 from shards.vocab import (
     CLEAN_SUBSET, LEVELS_DIR, LOCK, MANIFEST, PLANS_DIR, REJECTS, ROWS_SUFFIX, SHARD_SUFFIX, SHARDS_DIR,
@@ -119,8 +119,8 @@ def remove_stale_temporaries(store: Path) -> int:
     count = 0
     for folder in _TEMPORARY_DIRS:
         for tmp in (Path(store) / folder).glob(TEMPORARY_GLOB):
-            pid = tmp.name.rpartition(".tmp-")[2]
-            if folder == LEVELS_DIR and pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+            _, pid = temporary_target(tmp)
+            if folder == LEVELS_DIR and pid is not None and pid != os.getpid() and _pid_alive(pid):
                 continue
             if tmp.is_file():
                 tmp.unlink(missing_ok=True)
@@ -131,11 +131,11 @@ def remove_stale_temporaries(store: Path) -> int:
 def shards_in_progress(store: Path) -> list[str]:
     """Names of the shards whose temporary tar is in shards/ (being written, or left by a
     worker that died)."""
-    marker = f"{SHARD_SUFFIX}.tmp-"
     names = set()
     for tmp in (Path(store) / SHARDS_DIR).glob(TEMPORARY_GLOB):
-        if marker in tmp.name:
-            names.add(tmp.name[1 : tmp.name.index(marker)])
+        target, _ = temporary_target(tmp)
+        if target.endswith(SHARD_SUFFIX):
+            names.add(target[: -len(SHARD_SUFFIX)])
     return sorted(names)
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 import typer
 
 from shards import store as st
-from shards.atomic import sha256_file
+from shards.atomic import is_temporary, sha256_file
 from shards.errors import InputError
 from shards.vocab import (
     MANIFEST, PLANS_DIR, REJECTS, ROWS_SUFFIX, SHARD_SUFFIX, SHARDS_DIR, STORE_FORMAT, TABLE, shard_relpath,
@@ -71,10 +71,6 @@ def _read_table(store: Path) -> tuple[dict | None, str | None]:
     return table.to_pydict(), None
 
 
-def _is_temporary(name: str) -> bool:
-    return name.startswith(".") and ".tmp-" in name
-
-
 def _unlisted_files(store: Path, recorded: dict, planned: set[str]) -> list[str]:
     """Files in shards/ that the manifest does not list (a shard of an older plan, a
     temporary of an interrupted build, something put there by hand)."""
@@ -93,7 +89,7 @@ def _unlisted_files(store: Path, recorded: dict, planned: set[str]) -> list[str]
         if name.endswith(SHARD_SUFFIX) and name[: -len(SHARD_SUFFIX)] in planned:
             continue  # built, not yet in the manifest: reported as planned but not built
         rel = f"{SHARDS_DIR}/{name}"
-        if _is_temporary(name):
+        if is_temporary(name):
             problems.append(f"{rel}: temporary file of an interrupted build (the next build removes it)")
         elif name.endswith((SHARD_SUFFIX, ROWS_SUFFIX)):
             problems.append(f"{rel}: not listed in the manifest (left by an older plan; the next build removes it)")
