@@ -13,7 +13,9 @@ test sets, Fixed-SNR mixes when that strategy is asked for, STOI levels); then e
 is trained with every seed and evaluated. Finally ``trainer report`` over all runs writes the
 tables, including ``intervals.md``: WF1 and UAR per condition with a 95 % bootstrap interval
 over test utterances and the spread over runs. Every step resumes, so the same command
-continues an interrupted study. Prints the commands it ran and their CPU time.
+continues an interrupted study. All stores are built first and the runs go seed by seed over
+the folds, so a study cut short still tests every utterance once. Prints the commands it ran
+and their CPU time.
 """
 from __future__ import annotations
 
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=-1)
     parser.add_argument("--metrics", default="stoi", help="metrics of the mixes (the study's MetricAug uses STOI levels; PESQ is the slowest)")
     parser.add_argument("--superset-args", default="", help="extra prep superset options, e.g. '--bins 5' for a quick trial")
+    parser.add_argument("--trainer-args", default="", help="extra trainer run options, e.g. '--val-per-level 50'")
     parser.add_argument("--only-folds", default="", help="comma-separated fold numbers to run (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     args = parser.parse_args(argv)
@@ -100,29 +103,31 @@ def main(argv: list[str] | None = None) -> int:
     run = Runner(args.dry_run)
     started, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"{args.corpus}: {len(utts)} utterances ({len(rejects)} left out), speakers {', '.join(speakers)}")
-    runs = []
-    for f, (test, validation) in enumerate(folds):
-        if only and f not in only:
-            continue
+    chosen = [(f, test, validation) for f, (test, validation) in enumerate(folds) if not only or f in only]
+    stores = {}
+    for f, test, validation in chosen:
         print(f"fold {f}: test {', '.join(test)}; validation {', '.join(validation)}", flush=True)
         fold_dir = args.out / f"fold{f}"
         write_fold_csv(fold_dir / "utterances.csv", utts, test, validation)
         corpus = ["--corpus", "csv", "--root", str(fold_dir / "utterances.csv"), "--noise-root", str(args.noise_root),
                   "--out", str(fold_dir), "--jobs", str(args.jobs), "--quiet"]
-        store = fold_dir / "csv"
+        stores[f] = fold_dir / "csv"
         run("mixer.cli", "superset", *corpus, "--metrics", args.metrics, *shlex.split(args.superset_args))
         run("mixer.cli", "testsets", *corpus, "--metrics", args.metrics,
             *(["--unseen-root", str(args.unseen_root)] if args.unseen_root else []))
         if "fixed-snr" in strategies:
             run("mixer.cli", "fixed-snr", *corpus)
-        run("mixer.cli", "score", str(store), "--metric", "stoi", "--quant", "gmm")
-        for seed in range(args.seeds):
+        run("mixer.cli", "score", str(stores[f]), "--metric", "stoi", "--quant", "gmm")
+    # seed by seed across the folds: a study cut short still has every utterance tested once
+    runs = []
+    for seed in range(args.seeds):
+        for f, _, _ in chosen:
             for strategy in strategies:
                 out = args.out / "runs" / f"fold{f}-{strategy}-s{seed}"
                 runs.append(out)
-                run("trainer", "run", "--data", str(store), "--strategy", strategy, "--seed", str(seed),
+                run("trainer", "run", "--data", str(stores[f]), "--strategy", strategy, "--seed", str(seed),
                     "--max-epochs", str(args.max_epochs), "--patience", str(args.patience), "--out", str(out),
-                    "--resume", "--quiet")
+                    "--resume", "--quiet", *shlex.split(args.trainer_args))
     run("trainer", "report", *map(str, runs), "--out", str(args.out / "report"))
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)

@@ -260,9 +260,22 @@ def _run_parallel(store: Path, tasks: list[ShardTask], jobs: int, backend: str, 
         finally:
             client.close()
     elif backend == "loky":
+        _quiet_loky_resource_tracker()
         yield from Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(calls)
     else:
         raise InputError(f"unknown --backend {backend!r} (expected loky or dask)")
+
+
+# After a worker is killed, loky's resource tracker (a process of its own that shares our stderr)
+# unlinks the semaphore the dead worker held and warns about it at exit: noise after the one-line
+# error, and nothing is lost. The tracker takes its warning filters from the environment.
+_RESOURCE_TRACKER_FILTER = "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker"
+
+
+def _quiet_loky_resource_tracker() -> None:
+    present = os.environ.get("PYTHONWARNINGS", "")
+    if _RESOURCE_TRACKER_FILTER not in present.split(","):
+        os.environ["PYTHONWARNINGS"] = ",".join(f for f in (present, _RESOURCE_TRACKER_FILTER) if f)
 
 
 def _worker_killed_message(store: Path, exc: BaseException, jobs: int) -> str:
