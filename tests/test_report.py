@@ -76,8 +76,73 @@ def test_bootstrap_scores_match_sklearn_and_intervals_cover_the_estimate():
     assert fast["wf1"][0] == pytest.approx(f1_score(labels, predictions, average="weighted"), abs=1e-12)
     assert fast["uar"][0] == pytest.approx(recall_score(labels, predictions, average="macro"), abs=1e-12)
 
-    run = {"results": {"conditions": {"clean": {"labels": labels.tolist(), "predictions": predictions.tolist()}}}}
-    low, high = bootstrap_ci([run], "clean")
+    run = {"config": {"data": "s"}, "results": {"conditions": {"clean": {"labels": labels.tolist(), "predictions": predictions.tolist()}}}}
+    low, high = bootstrap_ci([[run]], "clean")
     assert low < fast["wf1"][0] < high and 0.05 < high - low < 0.25  # about ±7 points for 200 utterances
-    assert bootstrap_ci([run], "clean") == (low, high)  # seeded
-    assert bootstrap_ci([{"results": {"conditions": {"clean": {"wf1": 0.5}}}}], "clean") is None
+    assert bootstrap_ci([[run]], "clean") == (low, high)  # seeded
+    assert bootstrap_ci([[{"config": {}, "results": {"conditions": {"clean": {"wf1": 0.5}}}}]], "clean") is None
+
+
+def outcome_run(folder: Path, strategy: str, store: str, seed: int, labels: np.ndarray, predictions: np.ndarray) -> Path:
+    """A recorded run with per-utterance outcomes on every condition (the same ones)."""
+    folder.mkdir(parents=True)
+    config = {"strategy": strategy, "metric": "stoi", "quant": "gmm", "seed": seed, "train_size_n": 1,
+              "data": store, "hidden": 16, "features": "logmel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "epochs.jsonl").write_text(json.dumps({"epoch": 1, "loss": 1.0, "val_wf1_clean": 0.5, "val_wf1_levels": [],
+                                                     "weights": [], "gaps": [], "drawn": [], "seconds": 1.0}) + "\n")
+    from sklearn.metrics import f1_score, recall_score
+
+    scores = {"wf1": f1_score(labels, predictions, average="weighted"), "uar": recall_score(labels, predictions, average="macro"),
+              "n": int(labels.size), "labels": labels.tolist(), "predictions": predictions.tolist()}
+    (folder / "results.json").write_text(json.dumps({"conditions": {c: scores for c in CONDITIONS}}))
+    return folder
+
+
+def test_a_fold_study_pools_each_seed_over_the_folds_and_says_which_gaps_are_resolved(tmp_path):
+    """Two stores (folds) x two seeds: a replicate is one seed over both folds, scored on the
+    pooled utterances; the gap of a clearly better strategy is resolved, a tie is not."""
+    from sklearn.metrics import f1_score
+
+    from trainer.report import bootstrap_gap, replicate_score, replicates, table_gaps
+
+    rng = np.random.default_rng(5)
+    labels = {store: rng.integers(0, 4, 150) for store in ("fold0", "fold1")}
+    runs, predictions = [], {}
+    for strategy, accuracy in (("none", 0.45), ("fixed-snr", 0.45), ("metricaug", 0.8)):
+        for store in ("fold0", "fold1"):
+            for seed in (0, 1):
+                y = labels[store]
+                guess = np.where(rng.random(y.size) < accuracy, y, rng.integers(0, 4, y.size))
+                predictions[strategy, store, seed] = guess
+                runs.append(outcome_run(tmp_path / f"{store}-{strategy}-s{seed}", strategy, store, seed, y, guess))
+    # a seed finished on one fold only is left out, and said so
+    runs.append(outcome_run(tmp_path / "fold0-none-s2", "none", "fold0", 2, labels["fold0"], labels["fold0"]))
+    loaded = load_runs(runs)
+    by_label = {}
+    for run in loaded:
+        by_label.setdefault(run["label"], []).append(run)
+    reps, left = replicates(by_label["None"])
+    assert [[r["path"].name for r in rep] for rep in reps] == [["fold0-none-s0", "fold1-none-s0"], ["fold0-none-s1", "fold1-none-s1"]]
+    assert [r["path"].name for r in left] == ["fold0-none-s2"]
+    pooled = f1_score(np.concatenate([labels["fold0"], labels["fold1"]]),
+                      np.concatenate([predictions["none", "fold0", 1], predictions["none", "fold1", 1]]), average="weighted")
+    assert replicate_score(reps[1], "clean") == pytest.approx(pooled, abs=1e-12)
+
+    md, _ = table2(loaded)
+    assert md.splitlines()[0] == "| WF1 % | None (n=2, 2 folds) | Fixed SNR (n=2, 2 folds) | STOI-GMM (n=2, 2 folds) |"
+    assert "Left out, their seed not finished on every store of the strategy: fold0-none-s2." in md
+
+    none, fixed, metricaug = (replicates(by_label[c])[0] for c in ("None", "Fixed SNR", "STOI-GMM"))
+    gap, low, high = bootstrap_gap(none, metricaug, "clean")
+    expected = np.mean([replicate_score(r, "clean") for r in metricaug]) - np.mean([replicate_score(r, "clean") for r in none])
+    assert gap == pytest.approx(expected) and 0 < low < gap < high
+    gap, low, high = bootstrap_gap(none, fixed, "clean")
+    assert low < 0 < high  # same accuracy: not resolved
+    assert bootstrap_gap(none, none, "clean")[1:] == (0.0, 0.0)
+    assert bootstrap_gap(none, [[r] for r in none[0]], "clean") is None  # not the same utterances
+
+    gaps = table_gaps(loaded).splitlines()
+    assert gaps[0] == "| WF1 gap, points | Fixed SNR − None | STOI-GMM − None | STOI-GMM − Fixed SNR |"
+    clean = gaps[2].split(" | ")
+    assert clean[0] == "| Clean" and not clean[1].startswith("**") and clean[2].startswith("**")

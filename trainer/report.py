@@ -93,67 +93,199 @@ def _scores_from_confusions(confusions: np.ndarray) -> dict[str, np.ndarray]:
     return {"wf1": wf1, "uar": uar}
 
 
-def bootstrap_ci(runs: list[dict], condition: str, metric: str = "wf1", replicates: int = BOOTSTRAP_REPLICATES,
-                 seed: int = 0) -> tuple[float, float] | None:
-    """95 % interval of the runs' mean score on ``condition``, resampling each run's test
-    utterances with replacement (the percentile bootstrap). None when a run holds no
-    per-utterance outcomes (results.json written before they were recorded)."""
-    k = len(EMOTIONS)
-    rng = np.random.default_rng(seed)
-    per_run = []
+def replicates(runs: list[dict]) -> tuple[list[list[dict]], list[dict]]:
+    """The runs of one strategy as replicates: replicate i pools the i-th run (by seed) of every
+    store the strategy was run on. One store (the usual case): each run is a replicate. A
+    speaker-fold study (one store per fold): replicate i is seed i over all folds, so its
+    scores are over every test utterance once, and the spread over replicates is a spread
+    over seeds, not over folds. Runs beyond the last replicate complete on every store are
+    returned apart (a study cut short)."""
+    by_store: dict[str, list[dict]] = defaultdict(list)
     for run in runs:
+        by_store[str(run["config"].get("data"))].append(run)
+    stores = sorted(by_store)
+    for store in stores:
+        by_store[store].sort(key=lambda r: (r["config"].get("seed", 0), str(r["path"])))
+    count = min(len(v) for v in by_store.values())
+    kept = [[by_store[store][i] for store in stores] for i in range(count)]
+    left = [r for store in stores for r in by_store[store][count:]]
+    return kept, left
+
+
+def _outcomes(replicate: list[dict], condition: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(labels, predictions) of a replicate on ``condition``, its runs' test utterances in store
+    order; None when a run lacks the condition or its per-utterance outcomes."""
+    labels, predictions = [], []
+    for run in replicate:
         scores = run["results"]["conditions"].get(condition)
         if not scores or "predictions" not in scores:
             return None
-        cell = np.asarray(scores["labels"]) * k + np.asarray(scores["predictions"])
-        pick = rng.integers(0, cell.size, (replicates, cell.size))
-        # one confusion matrix per replicate, counted in one bincount
-        offsets = (np.arange(replicates) * k * k)[:, None]
-        confusions = np.bincount((cell[pick] + offsets).ravel(), minlength=replicates * k * k).reshape(replicates, k, k)
-        per_run.append(_scores_from_confusions(confusions)[metric])
-    stats = np.mean(per_run, axis=0)
-    low, high = np.percentile(stats, [2.5, 97.5])
+        labels.append(np.asarray(scores["labels"], dtype=np.int64))
+        predictions.append(np.asarray(scores["predictions"], dtype=np.int64))
+    return np.concatenate(labels), np.concatenate(predictions)
+
+
+def replicate_score(replicate: list[dict], condition: str, metric: str = "wf1") -> float | None:
+    """A replicate's score on ``condition``: the run's own for one run; over the pooled test
+    utterances of its runs for several (which needs their per-utterance outcomes)."""
+    if len(replicate) == 1:
+        scores = replicate[0]["results"]["conditions"].get(condition)
+        return float(scores[metric]) if scores else None
+    outcomes = _outcomes(replicate, condition)
+    if outcomes is None:
+        if all(condition in r["results"]["conditions"] for r in replicate):
+            paths = " ".join(str(r["path"]) for r in replicate)
+            raise InputError(f"runs pooled over stores need per-utterance outcomes: re-evaluate with 'trainer eval {paths}'")
+        return None
+    k = len(EMOTIONS)
+    confusion = np.bincount(outcomes[0] * k + outcomes[1], minlength=k * k).reshape(1, k, k)
+    return float(_scores_from_confusions(confusion)[metric][0])
+
+
+def _bootstrap_stat(reps: list[list[dict]], condition: str, metric: str, pick: np.ndarray) -> np.ndarray | None:
+    """Per bootstrap replicate: the mean over ``reps`` of the score on the resampled utterances.
+    Every replicate is resampled with the same ``pick``, since they test the same utterances."""
+    k = len(EMOTIONS)
+    offsets = (np.arange(pick.shape[0]) * k * k)[:, None]
+    per_rep = []
+    for rep in reps:
+        outcomes = _outcomes(rep, condition)
+        if outcomes is None or outcomes[0].size != pick.shape[1]:
+            return None
+        cell = outcomes[0] * k + outcomes[1]
+        # one confusion matrix per bootstrap replicate, counted in one bincount
+        confusions = np.bincount((cell[pick] + offsets).ravel(), minlength=pick.shape[0] * k * k)
+        per_rep.append(_scores_from_confusions(confusions.reshape(pick.shape[0], k, k))[metric])
+    return np.mean(per_rep, axis=0)
+
+
+def _universe(reps: list[list[dict]], condition: str) -> tuple | None:
+    """What the replicates were tested on: the stores and the true labels, in order. Strategies
+    with the same universe are compared utterance by utterance (a paired bootstrap)."""
+    if not reps:
+        return None
+    outcomes = _outcomes(reps[0], condition)
+    if outcomes is None:
+        return None
+    return tuple(str(r["config"].get("data")) for r in reps[0]), outcomes[0].size, outcomes[0].tobytes()
+
+
+def _pick(n: int, replicates: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, (replicates, n))
+
+
+def bootstrap_ci(reps: list[list[dict]], condition: str, metric: str = "wf1", replicates: int = BOOTSTRAP_REPLICATES,
+                 seed: int = 0) -> tuple[float, float] | None:
+    """95 % interval of the mean score over ``reps`` on ``condition``: the percentile bootstrap,
+    resampling test utterances with replacement. None without per-utterance outcomes
+    (results.json written before they were recorded)."""
+    universe = _universe(reps, condition)
+    if universe is None:
+        return None
+    stat = _bootstrap_stat(reps, condition, metric, _pick(universe[1], replicates, seed))
+    if stat is None:
+        return None
+    low, high = np.percentile(stat, [2.5, 97.5])
     return float(low), float(high)
 
 
-def table_ci(runs: list[dict], metric: str = "wf1") -> str:
-    """Mean [95 % bootstrap interval] (seed spread) per condition and strategy, in %."""
+def bootstrap_gap(reps_a: list[list[dict]], reps_b: list[list[dict]], condition: str, metric: str = "wf1",
+                  replicates: int = BOOTSTRAP_REPLICATES, seed: int = 0) -> tuple[float, float, float] | None:
+    """Mean score of B minus mean score of A on ``condition`` and its 95 % interval, resampling the
+    utterances both were tested on (paired). None when they were not tested on the same ones."""
+    universe = _universe(reps_a, condition)
+    if universe is None or universe != _universe(reps_b, condition):
+        return None
+    pick = _pick(universe[1], replicates, seed)
+    stat_a, stat_b = _bootstrap_stat(reps_a, condition, metric, pick), _bootstrap_stat(reps_b, condition, metric, pick)
+    if stat_a is None or stat_b is None:
+        return None
+    gap = float(np.mean([replicate_score(r, condition, metric) for r in reps_b])
+                - np.mean([replicate_score(r, condition, metric) for r in reps_a]))
+    low, high = np.percentile(stat_b - stat_a, [2.5, 97.5])
+    return gap, float(low), float(high)
+
+
+def _grouped(runs: list[dict]) -> tuple[list[str], dict[str, list[list[dict]]], list[dict]]:
+    """Columns in report order, each strategy's replicates, and the runs left out."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for run in runs:
         groups[run["label"]].append(run)
     columns = sorted(groups, key=_column_order)
-    header = [f"{metric.upper()} %"] + [f"{c} (n={len(groups[c])})" for c in columns]
+    reps, left = {}, []
+    for c in columns:
+        reps[c], extra = replicates(groups[c])
+        left += extra
+    return columns, reps, left
+
+
+def _column_header(label: str, reps: list[list[dict]]) -> str:
+    folds = len(reps[0]) if reps else 0
+    return f"{label} (n={len(reps)})" if folds <= 1 else f"{label} (n={len(reps)}, {folds} folds)"
+
+
+def _left_note(left: list[dict]) -> str:
+    if not left:
+        return ""
+    names = ", ".join(str(r["path"].name) for r in left)
+    return f"\nLeft out, their seed not finished on every store of the strategy: {names}.\n"
+
+
+def table_ci(runs: list[dict], metric: str = "wf1") -> str:
+    """Mean [95 % bootstrap interval] (spread over replicates) per condition and strategy, in %."""
+    columns, reps, left = _grouped(runs)
+    header = [f"{metric.upper()} %"] + [_column_header(c, reps[c]) for c in columns]
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for condition in _conditions(runs):
         cells = []
         for c in columns:
-            runs_c = [r for r in groups[c] if condition in r["results"]["conditions"]]
-            if not runs_c:
+            values = [v for v in (replicate_score(r, condition, metric) for r in reps[c]) if v is not None]
+            if not values:
                 cells.append("–")
                 continue
-            values = [r["results"]["conditions"][condition][metric] for r in runs_c]
-            ci = bootstrap_ci(runs_c, condition, metric)
+            ci = bootstrap_ci(reps[c], condition, metric)
             interval = f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
             cells.append(f"{100 * np.mean(values):.1f}{interval} (sd {100 * np.std(values):.1f})")
         md.append(f"| {CONDITION_LABELS.get(condition, condition)} | " + " | ".join(cells) + " |")
-    return "\n".join(md) + "\n"
+    return "\n".join(md) + "\n" + _left_note(left)
+
+
+def table_gaps(runs: list[dict], metric: str = "wf1") -> str:
+    """Each strategy against each baseline before it (None, Fixed SNR, CopyPaste): the gap in
+    mean score with its paired 95 % bootstrap interval; resolved when the interval excludes 0."""
+    columns, reps, _ = _grouped(runs)
+    pairs = [(a, b) for i, a in enumerate(columns) if a in STRATEGY_LABELS.values() for b in columns[i + 1:]]
+    if not pairs:
+        return "One strategy only: no gaps to compare.\n"
+    header = [f"{metric.upper()} gap, points"] + [f"{b} − {a}" for a, b in pairs]
+    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for condition in _conditions(runs):
+        cells = []
+        for a, b in pairs:
+            gap = bootstrap_gap(reps[a], reps[b], condition, metric)
+            if gap is None:
+                cells.append("–")
+                continue
+            resolved = gap[1] > 0 or gap[2] < 0
+            text = f"{100 * gap[0]:+.1f} [{100 * gap[1]:+.1f}, {100 * gap[2]:+.1f}]"
+            cells.append(f"**{text}**" if resolved else text)
+        md.append(f"| {CONDITION_LABELS.get(condition, condition)} | " + " | ".join(cells) + " |")
+    note = ("\nBold: resolved, the 95 % interval of the gap (paired bootstrap over the test utterances both "
+            "strategies were tested on) excludes 0. '–': not tested on the same utterances.\n")
+    return "\n".join(md) + "\n" + note
 
 
 def table2(runs: list[dict]) -> tuple[str, list[list[str]]]:
     """Markdown text and CSV rows of the Table 2 analogue."""
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for run in runs:
-        groups[run["label"]].append(run)
-    columns = sorted(groups, key=_column_order)
+    columns, reps, left = _grouped(runs)
     order = _conditions(runs)
-    header = ["WF1 %"] + [f"{c} (n={len(groups[c])})" for c in columns]
+    header = ["WF1 %"] + [_column_header(c, reps[c]) for c in columns]
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     rows_csv = [["condition"] + [f"{c} {stat}" for c in columns for stat in ("mean", "std", "runs")]]
-    size_cells = [f"{groups[c][0]['config'].get('train_size_n', 2):g}N" for c in columns]
+    size_cells = [f"{reps[c][0][0]['config'].get('train_size_n', 2):g}N" for c in columns]
     md.append("| Train size | " + " | ".join(size_cells) + " |")
     for condition in order:
-        values = {c: [r["results"]["conditions"][condition]["wf1"] for r in groups[c] if condition in r["results"]["conditions"]]
-                  for c in columns}
+        values = {c: [v for v in (replicate_score(r, condition) for r in reps[c]) if v is not None] for c in columns}
         means = {c: float(np.mean(v)) for c, v in values.items() if v}
         best = max(means.values()) if means else None
         cells = [f"**{_fmt(values[c])}**" if values[c] and means[c] == best else _fmt(values[c]) for c in columns]
@@ -161,7 +293,7 @@ def table2(runs: list[dict]) -> tuple[str, list[list[str]]]:
         rows_csv.append([condition] + [x for c in columns for x in (
             f"{100 * np.mean(values[c]):.4f}" if values[c] else "", f"{100 * np.std(values[c]):.4f}" if values[c] else "",
             str(len(values[c])))])
-    return "\n".join(md) + "\n", rows_csv
+    return "\n".join(md) + "\n" + _left_note(left), rows_csv
 
 
 def table3(runs: list[dict], device: torch.device, workers: int = 0) -> tuple[str, list[list[str]]]:
@@ -215,6 +347,26 @@ def _save_figure(fig, path: Path) -> None:
         fig.savefig(tmp, dpi=100, format="png", metadata={"Software": None})
 
 
+PANELS_MAX, PANELS_PER_ROW = 12, 4
+
+
+def _panel_runs(runs: list[dict]) -> list[dict]:
+    """At most PANELS_MAX runs for the per-run plots: the lowest seed of each strategy and store
+    first, so a large study shows each strategy on each fold before any second seed."""
+    ranked = sorted(runs, key=lambda r: (r["config"].get("seed", 0), _column_order(r["label"]), str(r["config"].get("data")),
+                                         str(r["path"])))
+    return ranked[:PANELS_MAX]
+
+
+def _panels(plt, n: int):
+    cols = min(n, PANELS_PER_ROW)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def plots(runs: list[dict], out: Path) -> list[Path]:
     import matplotlib
 
@@ -222,10 +374,10 @@ def plots(runs: list[dict], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-    metricaug = [r for r in runs if r["config"].get("strategy", "metricaug") == "metricaug"]
+    metricaug = _panel_runs([r for r in runs if r["config"].get("strategy", "metricaug") == "metricaug"])
     if metricaug:
-        fig, axes = plt.subplots(1, len(metricaug), figsize=(4.5 * len(metricaug), 3.6), squeeze=False)
-        for ax, run in zip(axes[0], metricaug):
+        fig, axes = _panels(plt, len(metricaug))
+        for ax, run in zip(axes.flat, metricaug):
             weights = np.array([e["weights"] for e in run["epochs"]])
             epochs = [e["epoch"] for e in run["epochs"]]
             ax.stackplot(epochs, weights.T, labels=[f"level {k + 1}" for k in range(weights.shape[1])])
@@ -233,15 +385,15 @@ def plots(runs: list[dict], out: Path) -> list[Path]:
             ax.set_xlabel("epoch")
             ax.set_ylim(0, 1)
         axes[0][0].set_ylabel("sampling weight")
-        axes[0][-1].legend(fontsize="x-small", loc="upper right")
+        axes.flat[len(metricaug) - 1].legend(fontsize="x-small", loc="upper right")
         fig.tight_layout()
         _save_figure(fig, out / "weights.png")
         plt.close(fig)
         written.append(out / "weights.png")
-    with_levels = [r for r in runs if r["epochs"] and r["epochs"][0]["val_wf1_levels"]]
+    with_levels = _panel_runs([r for r in runs if r["epochs"] and r["epochs"][0]["val_wf1_levels"]])
     if with_levels:
-        fig, axes = plt.subplots(1, len(with_levels), figsize=(4.5 * len(with_levels), 3.6), squeeze=False)
-        for ax, run in zip(axes[0], with_levels):
+        fig, axes = _panels(plt, len(with_levels))
+        for ax, run in zip(axes.flat, with_levels):
             epochs = [e["epoch"] for e in run["epochs"]]
             ax.plot(epochs, [e["val_wf1_clean"] for e in run["epochs"]], color="black", label="clean")
             levels = np.array([e["val_wf1_levels"] for e in run["epochs"]], dtype=float)
@@ -250,22 +402,20 @@ def plots(runs: list[dict], out: Path) -> list[Path]:
             ax.set_title(f"{run['label']} ({run['path'].name})", fontsize="small")
             ax.set_xlabel("epoch")
         axes[0][0].set_ylabel("validation WF1")
-        axes[0][-1].legend(fontsize="x-small")
+        axes.flat[len(with_levels) - 1].legend(fontsize="x-small")
         fig.tight_layout()
         _save_figure(fig, out / "val_levels.png")
         plt.close(fig)
         written.append(out / "val_levels.png")
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for run in runs:
-        groups[run["label"]].append(run)
+    columns, reps, _ = _grouped(runs)
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for label in sorted(groups, key=_column_order):
-        order = _conditions(groups[label])
-        values = np.array([[r["results"]["conditions"][c]["wf1"] for c in order] for r in groups[label]])
+    for label in columns:
+        order = _conditions([r for rep in reps[label] for r in rep])
+        values = np.array([[replicate_score(rep, c) for c in order] for rep in reps[label]], dtype=float)
         ax.errorbar(range(len(order)), 100 * values.mean(0), yerr=100 * values.std(0), marker="o", capsize=3, label=label)
         ax.set_xticks(range(len(order)), [CONDITION_LABELS.get(c, c) for c in order])
     ax.set_ylabel("test WF1 %")
-    ax.set_title("WF1 per test condition (mean ± std over runs)")
+    ax.set_title("WF1 per test condition (mean ± std over seeds)")
     ax.legend(fontsize="small")
     fig.tight_layout()
     _save_figure(fig, out / "conditions.png")
@@ -289,7 +439,8 @@ def write_report(runs: list[Path], out: Path, device: torch.device, workers: int
     write_bytes_atomic(out / "table2.csv", _csv_bytes(t2_csv))
     write_bytes_atomic(out / "table3.md", ("# Normalised WF1 gap per GMM level (clean-trained model)\n\n" + t3_md).encode())
     intervals = "".join(
-        f"## {metric.upper()}: mean [95 % bootstrap interval over utterances] (sd over runs), %\n\n{table_ci(loaded, metric)}\n"
+        f"## {metric.upper()}: mean [95 % bootstrap interval over utterances] (sd over seeds), %\n\n{table_ci(loaded, metric)}\n"
+        f"### {metric.upper()} gaps between strategies\n\n{table_gaps(loaded, metric)}\n"
         for metric in ("wf1", "uar"))
     write_bytes_atomic(out / "intervals.md", ("# Test scores with their uncertainty\n\n" + intervals).encode())
     paths = [out / "table2.md", out / "table2.csv", out / "table3.md", out / "intervals.md"]
