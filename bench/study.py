@@ -14,13 +14,15 @@ is trained with every seed and evaluated. Finally ``trainer report`` over all ru
 tables, including ``intervals.md``: WF1 and UAR per condition with a 95 % bootstrap interval
 over test utterances and the spread over runs. Every step resumes, so the same command
 continues an interrupted study. All stores are built first and the runs go seed by seed over
-the folds, so a study cut short still tests every utterance once. Prints the commands it ran
-and their CPU time.
+the folds, so a study cut short still tests every utterance once. A second process started
+with ``--train-only`` on the same ``--out`` shares the runs (each run is claimed by one
+process: two cores train two runs at once). Prints the commands it ran and their CPU time.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import resource
 import shlex
 import subprocess
@@ -59,6 +61,41 @@ def write_fold_csv(path: Path, utts, test: list[str], validation: list[str]) -> 
         writer.writerows(rows)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_run(out: Path) -> Path | None:
+    """Claim a run for this process, so several study processes share one study's runs: the
+    claim file appears with this process's id in it at once (a hard link of a written file).
+    None while another live process holds the claim; a dead holder's claim is taken over."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    claim = out.parent / f".{out.name}.claim"
+    mine = out.parent / f".{out.name}.claim-{os.getpid()}"
+    mine.write_text(str(os.getpid()))
+    try:
+        while True:
+            try:
+                os.link(mine, claim)
+                return claim
+            except FileExistsError:
+                try:
+                    holder = int(claim.read_text())
+                except (OSError, ValueError):
+                    holder = 0
+                if holder and _alive(holder):
+                    return None
+                claim.unlink(missing_ok=True)
+    finally:
+        mine.unlink(missing_ok=True)
+
+
 class Runner:
     """Runs the project's commands, echoing them and adding up their CPU time."""
 
@@ -91,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", default="stoi", help="metrics of the mixes (the study's MetricAug uses STOI levels; PESQ is the slowest)")
     parser.add_argument("--superset-args", default="", help="extra prep superset options, e.g. '--bins 5' for a quick trial")
     parser.add_argument("--trainer-args", default="", help="extra trainer run options, e.g. '--val-per-level 50'")
+    parser.add_argument("--only-seeds", default="", help="comma-separated seeds to train (default: 0..--seeds-1)")
+    parser.add_argument("--train-only", action="store_true",
+                        help="skip the store builds: a second process sharing the runs of a study whose stores are built "
+                             "(each run is claimed by one process)")
     parser.add_argument("--only-folds", default="", help="comma-separated fold numbers to run (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     args = parser.parse_args(argv)
@@ -108,10 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     for f, test, validation in chosen:
         print(f"fold {f}: test {', '.join(test)}; validation {', '.join(validation)}", flush=True)
         fold_dir = args.out / f"fold{f}"
-        write_fold_csv(fold_dir / "utterances.csv", utts, test, validation)
+        if not args.train_only:
+            write_fold_csv(fold_dir / "utterances.csv", utts, test, validation)
         corpus = ["--corpus", "csv", "--root", str(fold_dir / "utterances.csv"), "--noise-root", str(args.noise_root),
                   "--out", str(fold_dir), "--jobs", str(args.jobs), "--quiet"]
         stores[f] = fold_dir / "csv"
+        if args.train_only:
+            continue
         run("mixer.cli", "superset", *corpus, "--metrics", args.metrics, *shlex.split(args.superset_args))
         run("mixer.cli", "testsets", *corpus, "--metrics", args.metrics,
             *(["--unseen-root", str(args.unseen_root)] if args.unseen_root else []))
@@ -120,15 +164,30 @@ def main(argv: list[str] | None = None) -> int:
         run("mixer.cli", "score", str(stores[f]), "--metric", "stoi", "--quant", "gmm")
     # seed by seed across the folds: a study cut short still has every utterance tested once
     runs = []
-    for seed in range(args.seeds):
+    seeds = [int(x) for x in args.only_seeds.split(",") if x.strip()] or list(range(args.seeds))
+    for seed in seeds:
         for f, _, _ in chosen:
             for strategy in strategies:
                 out = args.out / "runs" / f"fold{f}-{strategy}-s{seed}"
                 runs.append(out)
-                run("trainer", "run", "--data", str(stores[f]), "--strategy", strategy, "--seed", str(seed),
-                    "--max-epochs", str(args.max_epochs), "--patience", str(args.patience), "--out", str(out),
-                    "--resume", "--quiet", *shlex.split(args.trainer_args))
-    run("trainer", "report", *map(str, runs), "--out", str(args.out / "report"))
+                if (out / "results.json").is_file():
+                    continue  # trained and evaluated
+                claim = None if args.dry_run else claim_run(out)
+                if claim is None and not args.dry_run:
+                    print(f"# {out.name}: another study process is on it", flush=True)
+                    continue
+                try:
+                    run("trainer", "run", "--data", str(stores[f]), "--strategy", strategy, "--seed", str(seed),
+                        "--max-epochs", str(args.max_epochs), "--patience", str(args.patience), "--out", str(out),
+                        "--resume", "--quiet", *shlex.split(args.trainer_args))
+                finally:
+                    if claim is not None:
+                        claim.unlink(missing_ok=True)
+    finished = [r for r in runs if (r / "results.json").is_file()]
+    if len(finished) < len(runs) and not args.dry_run:
+        print(f"# {len(runs) - len(finished)} runs are not finished (another study process has them): "
+              f"this report covers {len(finished)}; run the same command again when they are done", flush=True)
+    run("trainer", "report", *map(str, finished if not args.dry_run else runs), "--out", str(args.out / "report"))
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     print(f"\nwall {time.perf_counter() - started:.0f} s, CPU {cpu:.0f} s ({cpu / 3600:.2f} h) over {len(run.commands)} commands")
