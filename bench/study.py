@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mixer.corpora import EMOTION_CORPORA  # noqa: E402
+from shards.store import pid_alive  # noqa: E402
 
 
 def speaker_folds(speakers: list[str], n_folds: int, n_validation: int) -> list[tuple[list[str], list[str]]]:
@@ -61,16 +62,6 @@ def write_fold_csv(path: Path, utts, test: list[str], validation: list[str]) -> 
         writer.writerows(rows)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def claim_run(out: Path) -> Path | None:
     """Claim a run for this process, so several study processes share one study's runs: the
     claim file appears with this process's id in it at once (a hard link of a written file).
@@ -89,7 +80,7 @@ def claim_run(out: Path) -> Path | None:
                     holder = int(claim.read_text())
                 except (OSError, ValueError):
                     holder = 0
-                if holder and _alive(holder):
+                if holder and pid_alive(holder):
                     return None
                 claim.unlink(missing_ok=True)
     finally:
@@ -128,7 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", default="stoi", help="metrics of the mixes (the study's MetricAug uses STOI levels; PESQ is the slowest)")
     parser.add_argument("--superset-args", default="", help="extra prep superset options, e.g. '--bins 5' for a quick trial")
     parser.add_argument("--trainer-args", default="", help="extra trainer run options, e.g. '--val-per-level 50'")
-    parser.add_argument("--only-seeds", default="", help="comma-separated seeds to train (default: 0..--seeds-1)")
     parser.add_argument("--train-only", action="store_true",
                         help="skip the store builds: a second process sharing the runs of a study whose stores are built "
                              "(each run is claimed by one process)")
@@ -164,30 +154,30 @@ def main(argv: list[str] | None = None) -> int:
         run("mixer.cli", "score", str(stores[f]), "--metric", "stoi", "--quant", "gmm")
     # seed by seed across the folds: a study cut short still has every utterance tested once
     runs = []
-    seeds = [int(x) for x in args.only_seeds.split(",") if x.strip()] or list(range(args.seeds))
-    for seed in seeds:
+    for seed in range(args.seeds):
         for f, _, _ in chosen:
             for strategy in strategies:
                 out = args.out / "runs" / f"fold{f}-{strategy}-s{seed}"
                 runs.append(out)
-                if (out / "results.json").is_file():
-                    continue  # trained and evaluated
-                claim = None if args.dry_run else claim_run(out)
-                if claim is None and not args.dry_run:
-                    print(f"# {out.name}: another study process is on it", flush=True)
-                    continue
-                try:
-                    run("trainer", "run", "--data", str(stores[f]), "--strategy", strategy, "--seed", str(seed),
-                        "--max-epochs", str(args.max_epochs), "--patience", str(args.patience), "--out", str(out),
-                        "--resume", "--quiet", *shlex.split(args.trainer_args))
-                finally:
-                    if claim is not None:
+                train = ("trainer", "run", "--data", str(stores[f]), "--strategy", strategy, "--seed", str(seed),
+                         "--max-epochs", str(args.max_epochs), "--patience", str(args.patience), "--out", str(out),
+                         "--resume", "--quiet", *shlex.split(args.trainer_args))
+                if args.dry_run:
+                    run(*train)
+                elif not (out / "results.json").is_file():  # else: trained and evaluated
+                    claim = claim_run(out)
+                    if claim is None:
+                        print(f"# {out.name}: another study process is on it", flush=True)
+                        continue
+                    try:
+                        run(*train)
+                    finally:
                         claim.unlink(missing_ok=True)
-    finished = [r for r in runs if (r / "results.json").is_file()]
-    if len(finished) < len(runs) and not args.dry_run:
+    finished = runs if args.dry_run else [r for r in runs if (r / "results.json").is_file()]
+    if len(finished) < len(runs):
         print(f"# {len(runs) - len(finished)} runs are not finished (another study process has them): "
               f"this report covers {len(finished)}; run the same command again when they are done", flush=True)
-    run("trainer", "report", *map(str, finished if not args.dry_run else runs), "--out", str(args.out / "report"))
+    run("trainer", "report", *map(str, finished), "--out", str(args.out / "report"))
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     print(f"\nwall {time.perf_counter() - started:.0f} s, CPU {cpu:.0f} s ({cpu / 3600:.2f} h) over {len(run.commands)} commands")

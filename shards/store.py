@@ -97,7 +97,8 @@ def shard_is_complete(store: Path, name: str, fingerprint: str) -> bool:
         return False
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (ours or another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -120,7 +121,7 @@ def remove_stale_temporaries(store: Path) -> int:
     for folder in _TEMPORARY_DIRS:
         for tmp in (Path(store) / folder).glob(TEMPORARY_GLOB):
             _, pid = temporary_target(tmp)
-            if folder == LEVELS_DIR and pid is not None and pid != os.getpid() and _pid_alive(pid):
+            if folder == LEVELS_DIR and pid is not None and pid != os.getpid() and pid_alive(pid):
                 continue
             if tmp.is_file():
                 tmp.unlink(missing_ok=True)
@@ -204,7 +205,7 @@ def lock_owned_by(store: Path, token: str) -> bool:
     pid = lock_holder_pid(token)
     if pid is None:
         return True  # a Dask worker on another machine: the token is all it can check
-    return _pid_alive(pid)
+    return pid_alive(pid)
 
 
 def rows_to_table(rows: list[dict]) -> pa.Table:
