@@ -142,9 +142,9 @@ def replicate_score(replicate: list[dict], condition: str, metric: str = "wf1") 
     return float(_scores_from_confusions(confusion)[metric][0])
 
 
-def _bootstrap_stat(reps: list[list[dict]], condition: str, metric: str, pick: np.ndarray) -> np.ndarray | None:
-    """Per bootstrap replicate: the mean over ``reps`` of the score on the resampled utterances.
-    Every replicate is resampled with the same ``pick``, since they test the same utterances."""
+def _bootstrap_scores(reps: list[list[dict]], condition: str, pick: np.ndarray) -> dict[str, np.ndarray] | None:
+    """Per bootstrap replicate: the mean over ``reps`` of each score (WF1, UAR) on the resampled
+    utterances. Every replicate is resampled with the same ``pick``: they test the same utterances."""
     k = len(EMOTIONS)
     offsets = (np.arange(pick.shape[0]) * k * k)[:, None]
     per_rep = []
@@ -155,8 +155,8 @@ def _bootstrap_stat(reps: list[list[dict]], condition: str, metric: str, pick: n
         cell = outcomes[0] * k + outcomes[1]
         # one confusion matrix per bootstrap replicate, counted in one bincount
         confusions = np.bincount((cell[pick] + offsets).ravel(), minlength=pick.shape[0] * k * k)
-        per_rep.append(_scores_from_confusions(confusions.reshape(pick.shape[0], k, k))[metric])
-    return np.mean(per_rep, axis=0)
+        per_rep.append(_scores_from_confusions(confusions.reshape(pick.shape[0], k, k)))
+    return {metric: np.mean([scores[metric] for scores in per_rep], axis=0) for metric in per_rep[0]}
 
 
 def _universe(reps: list[list[dict]], condition: str) -> tuple | None:
@@ -170,40 +170,60 @@ def _universe(reps: list[list[dict]], condition: str) -> tuple | None:
     return tuple(str(r["config"].get("data")) for r in reps[0]), outcomes[0].size, outcomes[0].tobytes()
 
 
-def _pick(n: int, replicates: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, n, (replicates, n))
+class Resamples:
+    """The bootstrap scores of each strategy on each condition, computed once and shared by the
+    interval table and every gap. Strategies tested on the same utterances are resampled with
+    the same draws (seeded by ``seed``), which pairs them."""
+
+    def __init__(self, reps: dict[str, list[list[dict]]], replicates: int = BOOTSTRAP_REPLICATES, seed: int = 0):
+        self.reps, self.replicates, self.seed = reps, replicates, seed
+        self._scores: dict[tuple[str, str], tuple | None] = {}
+
+    def scores(self, column: str, condition: str) -> tuple[tuple, dict[str, np.ndarray]] | None:
+        """(universe, bootstrap scores per metric) of ``column`` on ``condition``; None without
+        per-utterance outcomes (results.json written before they were recorded)."""
+        key = (column, condition)
+        if key not in self._scores:
+            universe = _universe(self.reps[column], condition)
+            scores = None
+            if universe is not None:
+                pick = np.random.default_rng(self.seed).integers(0, universe[1], (self.replicates, universe[1]))
+                scores = _bootstrap_scores(self.reps[column], condition, pick)
+            self._scores[key] = (universe, scores) if scores is not None else None
+        return self._scores[key]
+
+    def interval(self, column: str, condition: str, metric: str) -> tuple[float, float] | None:
+        """95 % percentile interval of the column's mean score over its replicates."""
+        found = self.scores(column, condition)
+        if found is None:
+            return None
+        low, high = np.percentile(found[1][metric], [2.5, 97.5])
+        return float(low), float(high)
+
+    def gap(self, a: str, b: str, condition: str, metric: str) -> tuple[float, float, float] | None:
+        """Mean score of ``b`` minus that of ``a`` and its paired 95 % interval; None when they
+        were not tested on the same utterances."""
+        found_a, found_b = self.scores(a, condition), self.scores(b, condition)
+        if found_a is None or found_b is None or found_a[0] != found_b[0]:
+            return None
+        gap = float(np.mean([replicate_score(r, condition, metric) for r in self.reps[b]])
+                    - np.mean([replicate_score(r, condition, metric) for r in self.reps[a]]))
+        low, high = np.percentile(found_b[1][metric] - found_a[1][metric], [2.5, 97.5])
+        return gap, float(low), float(high)
 
 
 def bootstrap_ci(reps: list[list[dict]], condition: str, metric: str = "wf1", replicates: int = BOOTSTRAP_REPLICATES,
                  seed: int = 0) -> tuple[float, float] | None:
     """95 % interval of the mean score over ``reps`` on ``condition``: the percentile bootstrap,
-    resampling test utterances with replacement. None without per-utterance outcomes
-    (results.json written before they were recorded)."""
-    universe = _universe(reps, condition)
-    if universe is None:
-        return None
-    stat = _bootstrap_stat(reps, condition, metric, _pick(universe[1], replicates, seed))
-    if stat is None:
-        return None
-    low, high = np.percentile(stat, [2.5, 97.5])
-    return float(low), float(high)
+    resampling test utterances with replacement."""
+    return Resamples({"": reps}, replicates, seed).interval("", condition, metric)
 
 
 def bootstrap_gap(reps_a: list[list[dict]], reps_b: list[list[dict]], condition: str, metric: str = "wf1",
                   replicates: int = BOOTSTRAP_REPLICATES, seed: int = 0) -> tuple[float, float, float] | None:
     """Mean score of B minus mean score of A on ``condition`` and its 95 % interval, resampling the
     utterances both were tested on (paired). None when they were not tested on the same ones."""
-    universe = _universe(reps_a, condition)
-    if universe is None or universe != _universe(reps_b, condition):
-        return None
-    pick = _pick(universe[1], replicates, seed)
-    stat_a, stat_b = _bootstrap_stat(reps_a, condition, metric, pick), _bootstrap_stat(reps_b, condition, metric, pick)
-    if stat_a is None or stat_b is None:
-        return None
-    gap = float(np.mean([replicate_score(r, condition, metric) for r in reps_b])
-                - np.mean([replicate_score(r, condition, metric) for r in reps_a]))
-    low, high = np.percentile(stat_b - stat_a, [2.5, 97.5])
-    return gap, float(low), float(high)
+    return Resamples({"a": reps_a, "b": reps_b}, replicates, seed).gap("a", "b", condition, metric)
 
 
 def _grouped(runs: list[dict]) -> tuple[list[str], dict[str, list[list[dict]]], list[dict]]:
@@ -231,9 +251,10 @@ def _left_note(left: list[dict]) -> str:
     return f"\nLeft out, their seed not finished on every store of the strategy: {names}.\n"
 
 
-def table_ci(runs: list[dict], metric: str = "wf1") -> str:
+def table_ci(runs: list[dict], metric: str = "wf1", resamples: Resamples | None = None) -> str:
     """Mean [95 % bootstrap interval] (spread over replicates) per condition and strategy, in %."""
     columns, reps, left = _grouped(runs)
+    resamples = resamples or Resamples(reps)
     header = [f"{metric.upper()} %"] + [_column_header(c, reps[c]) for c in columns]
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for condition in _conditions(runs):
@@ -243,17 +264,18 @@ def table_ci(runs: list[dict], metric: str = "wf1") -> str:
             if not values:
                 cells.append("–")
                 continue
-            ci = bootstrap_ci(reps[c], condition, metric)
+            ci = resamples.interval(c, condition, metric)
             interval = f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
             cells.append(f"{100 * np.mean(values):.1f}{interval} (sd {100 * np.std(values):.1f})")
         md.append(f"| {CONDITION_LABELS.get(condition, condition)} | " + " | ".join(cells) + " |")
     return "\n".join(md) + "\n" + _left_note(left)
 
 
-def table_gaps(runs: list[dict], metric: str = "wf1") -> str:
+def table_gaps(runs: list[dict], metric: str = "wf1", resamples: Resamples | None = None) -> str:
     """Each strategy against each baseline before it (None, Fixed SNR, CopyPaste): the gap in
     mean score with its paired 95 % bootstrap interval; resolved when the interval excludes 0."""
     columns, reps, _ = _grouped(runs)
+    resamples = resamples or Resamples(reps)
     pairs = [(a, b) for i, a in enumerate(columns) if a in STRATEGY_LABELS.values() for b in columns[i + 1:]]
     if not pairs:
         return "One strategy only: no gaps to compare.\n"
@@ -262,7 +284,7 @@ def table_gaps(runs: list[dict], metric: str = "wf1") -> str:
     for condition in _conditions(runs):
         cells = []
         for a, b in pairs:
-            gap = bootstrap_gap(reps[a], reps[b], condition, metric)
+            gap = resamples.gap(a, b, condition, metric)
             if gap is None:
                 cells.append("–")
                 continue
@@ -438,9 +460,11 @@ def write_report(runs: list[Path], out: Path, device: torch.device, workers: int
     write_bytes_atomic(out / "table2.md", ("# Test WF1 (%) per condition and strategy\n\n" + t2_md).encode())
     write_bytes_atomic(out / "table2.csv", _csv_bytes(t2_csv))
     write_bytes_atomic(out / "table3.md", ("# Normalised WF1 gap per GMM level (clean-trained model)\n\n" + t3_md).encode())
+    resamples = Resamples(_grouped(loaded)[1])  # one bootstrap per strategy and condition, for both scores
     intervals = "".join(
-        f"## {metric.upper()}: mean [95 % bootstrap interval over utterances] (sd over seeds), %\n\n{table_ci(loaded, metric)}\n"
-        f"### {metric.upper()} gaps between strategies\n\n{table_gaps(loaded, metric)}\n"
+        f"## {metric.upper()}: mean [95 % bootstrap interval over utterances] (sd over seeds), %\n\n"
+        f"{table_ci(loaded, metric, resamples)}\n"
+        f"### {metric.upper()} gaps between strategies\n\n{table_gaps(loaded, metric, resamples)}\n"
         for metric in ("wf1", "uar"))
     write_bytes_atomic(out / "intervals.md", ("# Test scores with their uncertainty\n\n" + intervals).encode())
     paths = [out / "table2.md", out / "table2.csv", out / "table3.md", out / "intervals.md"]
