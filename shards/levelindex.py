@@ -116,6 +116,10 @@ class LevelIndex:
         return self.summary["quant"]
 
     @property
+    def metric_label(self) -> str:
+        return self.summary.get("metric_label", self.metric)
+
+    @property
     def n_levels(self) -> int:
         return int(self.summary["n_levels"])
 
@@ -195,6 +199,12 @@ def find_level_index(store: str | Path, metric: str, quant: str, n_levels: int |
         ks = ", ".join(p.stem[len(stem):] for p in found)
         raise InputError(f"{levels_dir}: {metric}/{quant} level indexes for K = {ks}; choose one with --levels")
     return found[0]
+
+
+def list_level_indexes(store: str | Path) -> list[Path]:
+    """Every level index of a store (``levels/<metric>-<quant>-k<K>.json``), in name order."""
+    levels_dir = Path(store) / LEVELS_DIR
+    return sorted(p for p in levels_dir.glob("*-*-k*.json") if p.stem.rpartition("-k")[2].isdigit())
 
 
 def members_table_from_columns(columns: dict[str, object]) -> pa.Table:

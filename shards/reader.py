@@ -14,6 +14,7 @@ touching the trainer.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -251,6 +252,16 @@ class Store:
                 fields[ext] = tar.extractfile(member).read()
             if key is not None:
                 yield key, fields
+
+    # -- identity -------------------------------------------------------------------
+    def content_sha256(self, subsets: Sequence[str] | None = None, splits: Sequence[str] | None = None) -> str:
+        """A digest of what some parts of the store hold: sha256 over the names and sha256s
+        of the shards of ``subsets`` and ``splits`` (all when None). It changes when a
+        rebuild changes any of their samples, and not when other parts are added (test
+        sets built after training leave the training data's digest as it was)."""
+        entries = sorted(f"{s['name']}:{s['sha256']}" for s in self.manifest.get("shards", [])
+                         if (subsets is None or s["subset"] in subsets) and (splits is None or s["split"] in splits))
+        return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
     # -- level indexes --------------------------------------------------------------
     def level_index(self, metric: str, quant: str, n_levels: int | None = None) -> LevelIndex:

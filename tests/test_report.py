@@ -146,3 +146,44 @@ def test_a_fold_study_pools_each_seed_over_the_folds_and_says_which_gaps_are_res
     assert gaps[0] == "| WF1 gap, points | Fixed SNR − None | STOI-GMM − None | STOI-GMM − Fixed SNR |"
     clean = gaps[2].split(" | ")
     assert clean[0] == "| Clean" and not clean[1].startswith("**") and clean[2].startswith("**")
+
+
+RECORDED = Path(__file__).parent / "data" / "recorded_runs"
+
+
+def test_the_report_reads_files_only_and_writes_the_tables_of_the_model_running_report(tmp_path):
+    """Recorded runs without checkpoints or store: the same Table 2, Table 3 and intervals as the
+    earlier report that ran the models, in a process that never imports torch."""
+    import subprocess
+    import sys
+
+    runs = sorted(p for p in RECORDED.iterdir() if p.is_dir() and p.name != "expected")
+    assert not any((r / "best.pt").exists() for r in runs)
+    code = ("import sys; from pathlib import Path; from trainer.report import write_report; "
+            f"write_report([Path(p) for p in {[str(r) for r in runs]!r}], Path({str(tmp_path)!r})); "
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"  # no model, no device: torch is never imported
+    for name in ("table2.md", "table2.csv", "table3.csv", "intervals.md"):
+        assert (tmp_path / name).read_text() == (RECORDED / "expected" / name).read_text(), name
+
+
+def test_a_report_over_runs_without_results_or_epochs_is_one_line(tmp_path):
+    from shards.errors import InputError
+    from trainer.report import write_report
+
+    with pytest.raises(InputError, match="no run folders given"):
+        write_report([], tmp_path / "out")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "config.json").write_text(json.dumps({"strategy": "none"}))
+    with pytest.raises(InputError, match="no finished epoch") as err:
+        write_report([fresh], tmp_path / "out")
+    assert "\n" not in str(err.value)
+    (fresh / "epochs.jsonl").write_text(json.dumps({"epoch": 1}) + "\n")
+    with pytest.raises(InputError, match=r"1 run\(s\) have no results.json: .*trainer eval") as err:
+        write_report([fresh], tmp_path / "out")
+    old = record_run(tmp_path / "old-none", "none", [0.6] * 5, 0, 1)  # results without validation scores
+    with pytest.raises(InputError, match="evaluate again with 'trainer eval"):
+        write_report([old], tmp_path / "out")

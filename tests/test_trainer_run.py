@@ -160,10 +160,10 @@ def test_baseline_none_trains_on_clean_only_and_eval_scores_every_test_condition
     again = runner.invoke(app, ["eval", str(out), "--workers", "0"])
     assert again.exit_code == 0 and json.loads((out / "results.json").read_text())["conditions"] == conditions
     missing = runner.invoke(app, ["eval", str(tmp_path / "nothing")])
-    assert missing.exit_code == 2 and "not a finished run" in missing.output
+    assert missing.exit_code == 2 and missing.output.splitlines()[-1].endswith("nothing: no such run folder (expected a folder written by 'trainer run')")
 
     # Table 3 from the clean-trained model: one row per metric scored with the GMM (STOI here)
-    report = runner.invoke(app, ["report", str(out), "--out", str(tmp_path / "report"), "--workers", "0"])
+    report = runner.invoke(app, ["report", str(out), "--out", str(tmp_path / "report")])
     assert report.exit_code == 0, report.output
     rows = list(csv.reader(open(tmp_path / "report" / "table3.csv")))
     assert rows[0][0] == "Metric" and [r[0] for r in rows[1:]] == ["stoi"]

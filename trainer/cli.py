@@ -198,11 +198,14 @@ def run_command(
     try:
         Trainer(config, log=log, progress=not quiet).run(resume=resume)
         if evaluate and main_rank:
-            from trainer.evaluate import evaluate_run
+            from trainer.evaluate import NoTestSets, evaluate_run
             from trainer.train import resolve_device
 
             log("test sets (best checkpoint):")
-            evaluate_run(out, resolve_device(device), workers=config.workers, log=lambda line: log(f"  {line}"))
+            try:
+                evaluate_run(out, resolve_device(device), workers=config.workers, log=lambda line: log(f"  {line}"))
+            except NoTestSets as exc:  # training succeeded: say how to evaluate later, exit 0
+                log(f"  evaluation skipped: {exc}, then 'trainer eval {out}'")
     except InputError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -282,17 +285,15 @@ def eval_command(
 @app.command("report")
 def report_command(
     runs: List[Path] = typer.Argument(..., help="Run folders (trained and evaluated).", show_default=False),
-    out: Path = typer.Option(Path("report"), "--out", help="Folder for table2.md/.csv, table3.md/.csv and the plots."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N] (Table 3 scores the clean-trained models)."),
-    workers: int = typer.Option(-1, "--workers", help="DataLoader worker processes decoding FLAC (-1: one per core, up to 8)."),
+    out: Path = typer.Option(Path("report"), "--out", help="Folder for table2.md/.csv, table3.md/.csv, intervals.md and the plots."),
 ) -> None:
-    """Write the Table 2 and Table 3 analogues and the plots from finished runs."""
+    """Write the Table 2 and Table 3 analogues, the intervals and the plots from finished runs.
+    Reads the runs' files only: no model, no store, no device."""
     from shards.errors import InputError
     from trainer.report import write_report
-    from trainer.train import resolve_device
 
     try:
-        paths = write_report(runs, out, resolve_device(device), workers=_default_workers() if workers < 0 else workers)
+        paths = write_report(runs, out)
     except InputError as exc:
         _fail(str(exc))
     typer.echo((out / "table2.md").read_text())
