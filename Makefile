@@ -38,7 +38,6 @@ RUNS        ?= runs
 METRIC      ?= stoi
 QUANT       ?= gmm
 SEEDS       ?= 3
-RUN_NAME     = $(CORPUS)-$(if $(filter metricaug,$(STRATEGY)),$(METRIC)-$(QUANT),$(STRATEGY))-s$(SEED)
 
 .PHONY: venv test demo superset testsets fixed-snr copypaste verify score train reproduce report clean-demo bench
 
@@ -80,9 +79,10 @@ copypaste: $(STAMP) $(if $(filter demo,$(CORPUS)),$(DEMO_DIR)/msp)
 	@test -n "$(CORPUS_ROOT)" || { echo "error: set the corpus root, e.g. make copypaste CORPUS=msp MSP_ROOT=... MUSAN_ROOT=..." >&2; exit 2; }
 	$(BIN)/prep copypaste --corpus $(CORPUS) --root $(CORPUS_ROOT) $(if $(MUSAN_ROOT),--noise-root $(MUSAN_ROOT)) --out $(OUT) --jobs $(JOBS) --seed $(SEED)
 
-# One training run (STRATEGY=none|fixed-snr|copypaste|metricaug); run again to continue where it stopped.
+# One training run (STRATEGY: see 'trainer run --help'); its folder RUNS/<corpus>-<strategy or
+# metric-quant>-h<H>-s<seed> is named by trainer run; run again to continue where it stopped.
 train: $(STAMP)
-	$(BIN)/trainer run --data $(STORE) --strategy $(STRATEGY) --metric $(METRIC) --quant $(QUANT) --max-epochs $(EPOCHS) --seed $(SEED) --out $(RUNS)/$(RUN_NAME) --resume $(TRAIN_ARGS)
+	$(BIN)/trainer run --data $(STORE) --strategy $(STRATEGY) --metric $(METRIC) --quant $(QUANT) --max-epochs $(EPOCHS) --seed $(SEED) --runs $(RUNS) --resume $(TRAIN_ARGS)
 
 # The paper's whole grid on one corpus: None, Fixed SNR, CopyPaste and MetricAug x 3 metrics x
 # 2 quantizers, SEEDS seeds each, then the report. Every step resumes: run it again after a stop.

@@ -160,18 +160,19 @@ def _lock_token() -> str:
 
 
 @contextmanager
-def store_lock(store: Path):
-    """An exclusive lock on the store; the OS drops it when the holder dies, even by kill -9.
-    Yields the owner token written into the lock file; the build hands it to its workers,
-    which publish only while :func:`lock_owned_by` says the token's build holds the lock."""
-    store.mkdir(parents=True, exist_ok=True)
-    lock_file = open(store / LOCK, "a+")
+def folder_lock(folder: Path, busy: str):
+    """An exclusive lock on a folder (its ``.lock`` file); the OS drops it when the holder
+    dies, even by kill -9. Held already: InputError(``busy``). Yields the owner token
+    written into the lock file."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock_file = open(folder / LOCK, "a+")
     try:
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         lock_file.close()
         if exc.errno in (errno.EAGAIN, errno.EACCES):
-            raise InputError(f"{store}: another build is writing this store (lock {store / LOCK} is held); wait for it or pick another --out") from None
+            raise InputError(busy) from None
         raise
     try:
         token = _lock_token()
@@ -183,6 +184,13 @@ def store_lock(store: Path):
     finally:
         fcntl.flock(lock_file, fcntl.LOCK_UN)
         lock_file.close()
+
+
+def store_lock(store: Path):
+    """The build's lock on the store. Yields the owner token; the build hands it to its
+    workers, which publish only while :func:`lock_owned_by` says the token's build holds it."""
+    return folder_lock(store, f"{store}: another build is writing this store (lock {Path(store) / LOCK} is held); "
+                              f"wait for it or pick another --out")
 
 
 def lock_holder_pid(token: str) -> int | None:

@@ -56,7 +56,11 @@ def test_a_short_run_learns_and_writes_its_run_folder(demo_store, tmp_path):
     best = torch.load(out / "best.pt", weights_only=True)
     model = GRUTFM(80, 32)
     model.load_state_dict(best["model"])
-    assert best["epoch"] == max(rows, key=lambda r: r["val_wf1_clean"])["epoch"]
+    assert config["select"] == config["selected_on"] == "pooled"  # the authors' rule, the default
+    assert best["epoch"] == max(rows, key=lambda r: r["val_wf1_pooled"])["epoch"]
+    per_epoch = -(-2 * N // 8)  # one pool of length-sorted batches of 8 (2N < 400)
+    assert [r["steps"] for r in rows] == [per_epoch * e for e in range(1, 11)]
+    assert best["steps"] == per_epoch * best["epoch"]
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 10
     log = (out / "train.log").read_text()
     assert "epoch  10" in log and "best validation WF1" in log

@@ -17,6 +17,8 @@ from typing import List, Optional
 
 import typer
 
+from trainer.strategies import GAP_SCORES, SELECTION_RULES, STRATEGIES
+
 app = typer.Typer(
     help="Train MetricAug speech emotion recognition models and prepare their input features.",
     no_args_is_help=True,
@@ -32,11 +34,11 @@ def _main() -> None:
     # A callback keeps `features` a named sub-command even while it is the only one.
 
 
-class StrategyName(str, Enum):
-    metricaug = "metricaug"
-    none = "none"
-    fixed_snr = "fixed-snr"
-    copypaste = "copypaste"
+# choices derived from the registries (trainer.strategies)
+StrategyName = Enum("StrategyName", {name: name for name in STRATEGIES}, type=str)
+SelectName = Enum("SelectName", {name: name for name in SELECTION_RULES}, type=str)
+GapScoreName = Enum("GapScoreName", {name: name for name in GAP_SCORES}, type=str)
+STRATEGY_HELP = "; ".join(f"{s.name}: {s.help}" for s in STRATEGIES.values())
 
 
 class QuantName(str, Enum):
@@ -147,18 +149,22 @@ def _default_workers() -> int:
 @app.command("run")
 def run_command(
     data: Path = typer.Option(..., "--data", help="The store folder (OUT/<corpus>) built by prep superset and scored by prep score."),
-    strategy: StrategyName = typer.Option(StrategyName.metricaug, "--strategy", help="metricaug (N clean + N drawn by level), none (the N clean only) fixed-snr (clean + the 6N mixes of prep fixed-snr) or copypaste (clean + the 0.8N concatenations and 10.8N mixes of prep copypaste)."),
+    strategy: StrategyName = typer.Option("metricaug", "--strategy", help=f"Training strategy ({STRATEGY_HELP})."),
     quant: QuantName = typer.Option(QuantName.gmm, "--quant", help="Quantizer of the level index: gmm or uniform."),
     metric: str = typer.Option("stoi", "--metric", help="Metric of the level index: stoi, pesq or fwsnrseg."),
     levels: Optional[int] = typer.Option(None, "--levels", help="K of the level index (default: the one K that prep score wrote)."),
     hidden: int = typer.Option(16, "--hidden", help="Hidden size H of the GRU-TFM model (even, 8-128)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<corpus>-<metric>-<quant>-h<H>-s<seed>)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: RUNS/<corpus>-<strategy or metric-quant>-h<H>-s<seed>)."),
+    runs: Path = typer.Option(Path("runs"), "--runs", help="Folder of the default-named run folder (when --out is not given)."),
     features: FrontEndName = typer.Option(FrontEndName.logmel, "--features", help="Front end computed on the training device: logmel or vqwav2vec."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="vq-wav2vec checkpoint for --features vqwav2vec."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Utterances per step."),
     lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
     max_epochs: int = typer.Option(100, "--max-epochs", min=1, help="Most epochs to train."),
-    patience: int = typer.Option(10, "--patience", min=1, help="Stop after this many epochs without a better clean validation WF1."),
+    patience: int = typer.Option(10, "--patience", min=1, help="Stop after this many epochs without a better validation WF1 (by --select)."),
+    max_steps: int = typer.Option(0, "--max-steps", min=0, help="End training after exactly this many optimizer steps, validating the partial last epoch (0: no limit); compares strategies at equal compute."),
+    select: SelectName = typer.Option("pooled", "--select", help="Validation set that picks best.pt and drives early stopping: " + "; ".join(f"{k}: {v}" for k, v in SELECTION_RULES.items()) + ". Without a level index, pooled falls back to clean and says so."),
+    gap_score: GapScoreName = typer.Option("wf1", "--gap-score", help="Score of the gaps g_k = score_clean - score_k that Algorithm 1 reads: " + "; ".join(f"{k}: {v}" for k, v in GAP_SCORES.items()) + "."),
     val_per_level: int = typer.Option(0, "--val-per-level", min=0, help="Validate on a fixed, seeded subset of M mixes per level (0: all)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the model, the draws and the batch order."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
@@ -167,18 +173,20 @@ def run_command(
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate the best checkpoint on the test sets at the end (results.json)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (the per-epoch lines stay)."),
 ) -> None:
-    """Train with MetricAug: every epoch N clean utterances plus N mixes drawn from the levels,
-    re-weighted after each epoch by Algorithm 1 from the validation WF1 gaps."""
+    """Train a model: with MetricAug every epoch N clean utterances plus N mixes drawn from the
+    levels, re-weighted after each epoch by Algorithm 1 from the validation gaps; or a
+    baseline (--strategy)."""
     from shards.errors import InputError
-    from trainer.train import LOG, TrainConfig, Trainer
+    from trainer.runfolder import LOG
+    from trainer.train import TrainConfig, Trainer
 
-    what = f"{metric}-{quant.value}" if strategy is StrategyName.metricaug else strategy.value
-    name = f"{data.name}-{what}-h{hidden}-s{seed}"
-    out = out or Path("runs") / name
+    what = STRATEGIES[strategy.value].run_name(metric, quant.value)
+    out = out or runs / f"{data.name}-{what}-h{hidden}-s{seed}"
     config = TrainConfig(
         data=str(data), out=str(out), strategy=strategy.value, metric=metric, quant=quant.value, levels=levels, hidden=hidden,
         features=features.value, checkpoint=str(checkpoint) if checkpoint else None, batch_size=batch_size,
-        lr=lr, max_epochs=max_epochs, patience=patience, val_per_level=val_per_level, seed=seed,
+        lr=lr, max_epochs=max_epochs, patience=patience, val_per_level=val_per_level, select=select.value,
+        gap_score=gap_score.value, max_steps=max_steps, seed=seed,
         device=device, workers=_default_workers() if workers < 0 else workers,
     )
     main_rank = os.environ.get("RANK", "0") == "0"
@@ -220,7 +228,7 @@ def run_command(
 def search_hidden_command(
     data: Path = typer.Option(..., "--data", help="The store folder (OUT/<corpus>)."),
     out: Path = typer.Option(Path("runs/search-hidden"), "--out", help="Folder for one run per hidden size (h8, h16, ...)."),
-    strategy: StrategyName = typer.Option(StrategyName.metricaug, "--strategy", help="Strategy of every run."),
+    strategy: StrategyName = typer.Option("metricaug", "--strategy", help="Strategy of every run."),
     quant: QuantName = typer.Option(QuantName.gmm, "--quant", help="Quantizer of the level index (metricaug)."),
     metric: str = typer.Option("stoi", "--metric", help="Metric of the level index (metricaug)."),
     start: int = typer.Option(8, "--start", help="First hidden size."),

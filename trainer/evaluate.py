@@ -24,7 +24,7 @@ from trainer.data import SampleSet, StoreData, table_samples
 from trainer.features import FeatureError, build_front_end
 from trainer.model import GRUTFM
 from trainer.predict import classification_scores, predict
-from trainer.runfolder import BEST, RESULTS, check_data_identity, load_checkpoint, read_config
+from trainer.runfolder import BEST, RESULTS, check_data_identity, load_checkpoint, read_config, read_epochs
 
 
 class NoTestSets(InputError):
@@ -55,6 +55,7 @@ def load_model(run: Path, device: torch.device):
     if not run.is_dir():
         raise InputError(f"{run}: no such run folder (expected a folder written by 'trainer run')")
     config = read_config(run)
+    epochs = read_epochs(run)  # a run with no finished epoch has no model yet: one line
     best = load_checkpoint(run / BEST, device)
     try:
         front_end = build_front_end(config["features"], checkpoint=config.get("checkpoint"), device=str(device))
@@ -68,7 +69,8 @@ def load_model(run: Path, device: torch.device):
         feats, frames = front_end(wavs.to(device), lengths.to(device))
         return (feats - mean) / std, frames
 
-    return config, model, featurize, int(best["epoch"])
+    kept = {"epoch": int(best["epoch"]), "steps": best.get("steps"), "steps_total": epochs[-1].get("steps")}
+    return config, model, featurize, kept
 
 
 def validation_level_scores(store: Store, model, featurize, workers: int) -> dict:
@@ -108,12 +110,13 @@ def _scores(labels: np.ndarray, predictions: np.ndarray) -> dict:
 
 def evaluate_run(run: str | Path, device: torch.device, workers: int = 0, log=print) -> dict:
     run = Path(run)
-    config, model, featurize, epoch = load_model(run, device)
+    config, model, featurize, kept = load_model(run, device)
     store = open_store(config["data"])
     check_data_identity(store, config.get("data_identity"), run)
     conditions = test_conditions(store)
     results = {"run": str(run), "store": config["data"], "strategy": config.get("strategy", "metricaug"),
-               "checkpoint_epoch": epoch, "classes": list(EMOTIONS), "conditions": {},
+               "checkpoint_epoch": kept["epoch"], "steps": kept["steps"], "steps_total": kept["steps_total"],
+               "selected_on": config.get("selected_on", "clean"), "classes": list(EMOTIONS), "conditions": {},
                "data_identity": config.get("data_identity"), "test_identity": test_identity(store)}
     results["order"] = list(conditions)  # the report's row order (the JSON keys are sorted)
     for name, samples in conditions.items():

@@ -3,7 +3,12 @@
 Epoch i trains on the N clean train utterances plus N mixes drawn from the train levels,
 round(N * w_k) from level k (largest remainder, so exactly N). After the epoch the model is
 evaluated on the clean validation set and on each level's validation mixes; the gaps
-g_k = WF1_clean - WF1_k give the next weights by Algorithm 1 (``trainer.weights``).
+g_k = WF1_clean - WF1_k (or UAR, ``--gap-score``) give the next weights by Algorithm 1
+(``trainer.weights``). The epoch kept (``best.pt``) and early stopping follow the selection
+rule (``--select``): WF1 over the clean validation set and every level's mixes pooled, as the
+authors, or the clean set alone. ``--max-steps`` ends training after exactly S optimizer
+steps, validating the partial last epoch. What each strategy trains on lives in
+``trainer.strategies``; the run folder's files in ``trainer.runfolder``.
 
 Everything an epoch does is a function of (seed, epoch, the state at its start): the draw,
 the batch order and dropout are seeded by (seed, epoch). The state is checkpointed after
@@ -15,7 +20,6 @@ epoch's batches (DDP); rank 0 writes the run folder.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,24 +30,31 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shards.atomic import atomic_output, write_bytes_atomic, write_json_atomic
+from shards.atomic import atomic_output, sha256_file, write_bytes_atomic, write_json_atomic
 from shards.errors import InputError
 from shards.reader import open_store
-from shards.vocab import COPYPASTE_MIX_SUBSET, COPYPASTE_SUBSET, EMOTIONS, FIXED_SNR_SUBSET, TRAIN, VALIDATION
+from shards.store import folder_lock
+from shards.vocab import CLEAN_SUBSET, EMOTIONS, SUPERSET_SUBSET, TRAIN, VALIDATION
 from trainer.data import SampleSet, StoreData, length_batches
 from trainer.features import FeatureError, build_front_end
 from trainer.model import GRUTFM, count_parameters
 from trainer.predict import classification_scores, make_loader, predict
-from trainer.weights import LEVEL_FLOOR, algorithm1, plan_epoch_draw
+from trainer.runfolder import (BEST, CONFIG, EPOCHS, LAST, LOCK, RUN_FORMAT, data_identity, load_checkpoint,
+                               read_config)
+from trainer.strategies import (DROPOUT_SEED_STRIDE, GAP_SCORES, SELECTION_RULES, STREAM_BATCH_ORDER,
+                                STREAM_NORMALISATION, STREAM_VALIDATION_SUBSET, gaps as score_gaps, get_strategy)
+from trainer.weights import LEVEL_FLOOR
 
-RUN_FORMAT = "metricaug-run/1"
-CONFIG, EPOCHS, LOG, LAST, BEST = "config.json", "epochs.jsonl", "train.log", "last.pt", "best.pt"
 #: Clean train utterances used to estimate the feature normalisation (mean, std per dim).
 NORM_UTTERANCES = 512
-
-
-#: Training strategies, and the training set's size per epoch in multiples of N.
-STRATEGIES = {"metricaug": 2.0, "none": 1.0, "fixed-snr": 7.0, "copypaste": 12.6}
+#: Settings a resumed run must share with the run it continues (config.json keys).
+RESUME_KEYS = ("data", "strategy", "metric", "quant", "hidden", "features", "batch_size", "lr", "seed", "floor",
+               "select", "gap_score")
+#: What config.json files written before a setting existed imply for it.
+IMPLIED_BEFORE = {"select": "clean", "gap_score": "wf1"}
+#: What the run read, by content: a resume must read the same.
+IDENTITY_KEYS = {"data_identity": "the store's train/validation data", "level_index_sha256": "the level index",
+                 "checkpoint_sha256": "the vq-wav2vec checkpoint"}
 
 
 @dataclass
@@ -63,6 +74,9 @@ class TrainConfig:
     patience: int = 10
     floor: float = LEVEL_FLOOR
     val_per_level: int = 0  # 0: every validation mix of each level
+    select: str = "pooled"  # the validation set that picks best.pt and stops early (SELECTION_RULES)
+    gap_score: str = "wf1"  # the score of the gaps g_k that Algorithm 1 reads (GAP_SCORES)
+    max_steps: int = 0  # 0: no limit; else training ends after exactly this many optimizer steps
     seed: int = 0
     device: str = "auto"
     workers: int = 2
@@ -79,6 +93,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _rng(seed: int, *parts: int) -> np.random.Generator:
+    """The run's random stream ``parts`` (trainer.strategies names the streams)."""
     return np.random.default_rng([seed, *parts])
 
 
@@ -88,9 +103,10 @@ class RunState:
 
     epoch: int = 0  # epochs completed
     weights: list[float] = field(default_factory=list)  # the next epoch's level weights
-    best_wf1: float = -1.0
+    best_wf1: float = -1.0  # best validation WF1 by the run's selection rule
     best_epoch: int = 0
     since_best: int = 0
+    steps: int = 0  # optimizer steps so far
     records: list[dict] = field(default_factory=list)  # one per completed epoch
 
 
@@ -133,23 +149,22 @@ class Trainer:
             torch.set_num_threads(max(1, cores - max(0, config.workers)))
         if not 8 <= config.hidden <= 128 or config.hidden % 2:
             raise InputError(f"--hidden {config.hidden}: expected an even number from 8 to 128")
-        if config.strategy not in STRATEGIES:
-            raise InputError(f"--strategy {config.strategy!r}: expected one of {', '.join(STRATEGIES)}")
-        self.metricaug = config.strategy == "metricaug"
+        if config.select not in SELECTION_RULES:
+            raise InputError(f"--select {config.select!r}: expected one of {', '.join(SELECTION_RULES)}")
+        if config.gap_score not in GAP_SCORES:
+            raise InputError(f"--gap-score {config.gap_score!r}: expected one of {', '.join(GAP_SCORES)}")
+        if config.max_steps < 0:
+            raise InputError(f"--max-steps {config.max_steps}: expected 0 (no limit) or a positive number of steps")
+        self.strategy = get_strategy(config.strategy)
         store = open_store(config.data)
         try:
             index = store.level_index(config.metric, config.quant, config.levels)
         except InputError:
-            if self.metricaug:
+            if self.strategy.draws_levels:
                 raise
-            index = None  # the baselines draw nothing by level; with an index they report per-level WF1
+            index = None  # the baselines draw nothing by level; with an index they validate on the levels too
         self.data = StoreData(store, index)
         self.K = index.n_levels if index else 0
-        if self.metricaug and self.K * config.floor > 1:
-            raise InputError(f"{index.path}: {self.K} levels cannot each keep the floor {config.floor}")
-        if self.metricaug and sum(self.data.train_level_sizes) == 0:
-            raise InputError(f"{index.path}: no train mix has a level; run 'prep score {config.data} "
-                             f"--metric {config.metric} --quant {config.quant} --levels K' with fewer levels")
         try:
             self.front_end = build_front_end(config.features, checkpoint=config.checkpoint, device=str(self.device))
         except FeatureError as exc:
@@ -158,42 +173,34 @@ class Trainer:
         self.val_clean = self.data.clean(VALIDATION)
         self.val_levels = [self._validation_level(k) for k in range(1, self.K + 1)]
         self.N = len(self.train_clean)
-        #: a baseline's samples beyond the clean train utterances, the same every epoch
-        self.fixed = None
-        if config.strategy == "fixed-snr":
-            self.fixed = self.data.subset(FIXED_SNR_SUBSET, TRAIN)
-            if len(self.fixed) == 0:
-                raise InputError(f"{store.path}: no fixed-SNR mixes; build them with 'prep fixed-snr --corpus ... "
-                                 f"--out {store.path.parent}'")
-        elif config.strategy == "copypaste":
-            parts = [self.data.subset(COPYPASTE_SUBSET, TRAIN), self.data.subset(COPYPASTE_MIX_SUBSET, TRAIN)]
-            if min(len(p) for p in parts) == 0:
-                raise InputError(f"{store.path}: no CopyPaste samples; build them with 'prep copypaste --corpus ... "
-                                 f"--out {store.path.parent}'")
-            self.fixed = SampleSet.concat(parts)
+        #: the rule that picks best.pt: pooled needs the levels' validation mixes
+        self.selected_on = config.select if (config.select == "clean" or self.K) else "clean"
+        self.strategy.prepare(self)
+
+    def rng(self, stream: int, *parts: int) -> np.random.Generator:
+        return _rng(self.config.seed, stream, *parts)
 
     # -- data --------------------------------------------------------------------------
     def _validation_level(self, level: int) -> SampleSet:
         size = len(self.data.members(VALIDATION, level))
         m = self.config.val_per_level
         if m and size > m:  # a fixed, seeded subset: the same mixes every epoch
-            pick = np.sort(_rng(self.config.seed, 7, level).choice(size, m, replace=False))
+            pick = np.sort(self.rng(STREAM_VALIDATION_SUBSET, level).choice(size, m, replace=False))
             return self.data.level_samples(VALIDATION, level, pick)
         return self.data.level_samples(VALIDATION, level)
 
-    def epoch_samples(self, epoch: int, weights: list[float]) -> tuple[SampleSet, list[int], list[str]]:
-        """The epoch's training set: the clean utterances plus the strategy's mixes."""
-        if self.config.strategy == "none":
-            return self.train_clean, [], []
-        if self.fixed is not None:  # fixed-snr, copypaste
-            return SampleSet.concat([self.train_clean, self.fixed]), [], []
-        draw = plan_epoch_draw(self.data.train_level_sizes, self.N, weights, _rng(self.config.seed, 1, epoch))
-        parts = [self.train_clean] + [self.data.level_samples(TRAIN, k + 1, idx)
-                                      for k, idx in enumerate(draw.indices) if idx.size]
-        return SampleSet.concat(parts), list(draw.counts), draw.messages
-
     def loader(self, samples: SampleSet, batches: list[np.ndarray]):
         return make_loader(samples, batches, self.config.workers)
+
+    def data_read(self) -> dict:
+        """What the run reads, by content (config.json; a resume and ``trainer eval`` compare)."""
+        subsets = [CLEAN_SUBSET, *self.strategy.subsets] + ([SUPERSET_SUBSET] if self.data.index else [])
+        identity = {"data_identity": data_identity(self.data.store, subsets)}
+        if self.data.index:
+            identity["level_index_sha256"] = sha256_file(self.data.index.path)
+        if self.config.checkpoint:
+            identity["checkpoint_sha256"] = sha256_file(self.config.checkpoint)
+        return identity
 
     # -- model -------------------------------------------------------------------------
     def features(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,7 +211,7 @@ class Trainer:
         """Mean and std per feature dimension over valid frames of (up to NORM_UTTERANCES)
         clean train utterances: fixed for the run and stored in its checkpoints."""
         n = min(self.N, NORM_UTTERANCES)
-        pick = np.sort(_rng(self.config.seed, 3).choice(self.N, n, replace=False))
+        pick = np.sort(self.rng(STREAM_NORMALISATION).choice(self.N, n, replace=False))
         subset = SampleSet(self.train_clean.sources, self.train_clean.source_of[pick],
                            self.train_clean.index_in_source[pick], self.train_clean.labels[pick],
                            self.train_clean.lengths[pick])
@@ -223,46 +230,75 @@ class Trainer:
         return mean.float(), std.float()
 
     def evaluate(self, model: torch.nn.Module) -> dict:
-        """WF1 and UAR on the clean validation set and WF1 on each level's validation mixes."""
-        def scores(samples: SampleSet) -> tuple[float, float]:
-            if len(samples) == 0:
+        """WF1 and UAR on the clean validation set, on each level's validation mixes, and on
+        all of them pooled into one set (the authors' selection set)."""
+        def outcomes(samples: SampleSet) -> np.ndarray:
+            return predict(model, self.features, samples, self.config.workers) if len(samples) else np.empty(0, np.int64)
+
+        def scores(labels: np.ndarray, predictions: np.ndarray) -> tuple[float, float]:
+            if labels.size == 0:
                 return float("nan"), float("nan")
-            result = classification_scores(samples.labels, predict(model, self.features, samples, self.config.workers))
+            result = classification_scores(labels, predictions)
             return result["wf1"], result["uar"]
 
-        wf1_clean, uar_clean = scores(self.val_clean)
-        level_scores = [scores(s) for s in self.val_levels]
-        return {"val_wf1_clean": wf1_clean, "val_uar_clean": uar_clean,
-                "val_wf1_levels": [s[0] for s in level_scores], "val_uar_levels": [s[1] for s in level_scores],
-                "val_mixes_levels": [len(s) for s in self.val_levels]}
+        sets = [self.val_clean, *self.val_levels]
+        predicted = [outcomes(s) for s in sets]
+        clean, *levels = [scores(s.labels, p) for s, p in zip(sets, predicted)]
+        pooled = scores(np.concatenate([s.labels for s in sets]), np.concatenate(predicted))
+        return {"val_wf1_clean": clean[0], "val_uar_clean": clean[1],
+                "val_wf1_levels": [s[0] for s in levels], "val_uar_levels": [s[1] for s in levels],
+                "val_mixes_levels": [len(s) for s in self.val_levels],
+                "val_wf1_pooled": pooled[0], "val_uar_pooled": pooled[1]}
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, resume: bool = False) -> RunState:
         cfg, out = self.config, Path(self.config.out)
         dist = Distributed(self.device)
         try:
-            return self._run(cfg, out, dist, resume)
+            if not dist.main:
+                return self._run(out, dist, resume)
+            busy = f"{out}: another 'trainer run' is writing this run folder (lock {out / LOCK} is held); wait for it or pick another --out"
+            with folder_lock(out, busy):
+                return self._run(out, dist, resume)
         finally:
             dist.close()
 
-    def _run(self, cfg: TrainConfig, out: Path, dist: Distributed, resume: bool) -> RunState:
+    def _run(self, out: Path, dist: Distributed, resume: bool) -> RunState:
+        cfg = self.config
+        model, optimizer, state = self._start_or_resume(out, dist, resume)
+        net = torch.nn.parallel.DistributedDataParallel(model) if dist.active else model
+        while (state.epoch < cfg.max_epochs and state.since_best < cfg.patience
+               and not (cfg.max_steps and state.steps >= cfg.max_steps)):
+            self._epoch(net, model, optimizer, state, out, dist)
+        if dist.main:
+            why = ("max steps" if cfg.max_steps and state.steps >= cfg.max_steps else
+                   "early stop" if state.since_best >= cfg.patience else "max epochs")
+            self.log(f"done ({why}, {state.steps} steps): best validation WF1 ({self.selected_on}) {state.best_wf1:.4f} "
+                     f"at epoch {state.best_epoch}; {out}")
+        return state
+
+    def _config_document(self, model, dist: Distributed) -> dict:
+        cfg = self.config
+        return {"format": RUN_FORMAT, **asdict(cfg), "n_levels": self.K, "n_train": self.N,
+                "train_size_n": self.strategy.train_size_n(self),
+                "level_index": str(self.data.index.path) if self.data.index else "",
+                "metric_label": self.data.index.metric_label if self.data.index else "",
+                "selected_on": self.selected_on, "parameters": count_parameters(model), "world_size": dist.world,
+                "train_level_sizes": self.data.train_level_sizes, **self.data_read()}
+
+    def _start_or_resume(self, out: Path, dist: Distributed, resume: bool):
+        """The model, optimizer and state a run starts from: new, or the last finished epoch
+        of the run in ``out`` (refused when its settings or data differ)."""
+        cfg = self.config
         torch.manual_seed(cfg.seed)
         model = GRUTFM(self.front_end.dim, cfg.hidden, len(EMOTIONS)).to(self.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        state = RunState(weights=[1.0 / self.K] * self.K if self.metricaug else [])
-        config_doc = {"format": RUN_FORMAT, **asdict(cfg), "n_levels": self.K, "n_train": self.N,
-                      "train_size_n": STRATEGIES[cfg.strategy] if self.fixed is None else 1 + len(self.fixed) / self.N,
-                      "level_index": str(self.data.index.path) if self.data.index else "", "parameters": count_parameters(model),
-                      "world_size": dist.world, "train_level_sizes": self.data.train_level_sizes}
-
+        state = RunState(weights=self.strategy.initial_weights(self.K))
+        config_doc = self._config_document(model, dist)
         if resume and (out / LAST).is_file():
-            checkpoint = torch.load(out / LAST, map_location=self.device, weights_only=True)
-            saved = json.loads((out / CONFIG).read_text())
-            changed = [k for k in ("data", "strategy", "metric", "quant", "hidden", "features", "batch_size", "lr", "seed", "floor")
-                       if saved.get(k) != config_doc[k]]
-            if changed:
-                raise InputError(f"{out / CONFIG}: --resume with other settings ({', '.join(changed)}); "
-                                 f"use the original ones or another --out")
+            saved = read_config(out)
+            self._check_resumable(out, saved, config_doc)
+            checkpoint = load_checkpoint(out / LAST, self.device)
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
             self.norm_mean, self.norm_std = checkpoint["norm_mean"], checkpoint["norm_std"]
@@ -278,44 +314,60 @@ class Trainer:
         self.norm_mean, self.norm_std = self.norm_mean.to(self.device), self.norm_std.to(self.device)
         if dist.main:
             self._write_records(out, state.records)  # drops lines of an epoch a kill interrupted
-            what = f"{cfg.metric}-{cfg.quant} K={self.K}" if self.metricaug else cfg.strategy
+            what = f"{cfg.metric}-{cfg.quant} K={self.K}" if self.strategy.draws_levels else cfg.strategy
+            fallback = " (no level index: the clean validation set)" if self.selected_on != cfg.select else ""
             self.log(f"{what}: N={self.N} clean train utterances, {config_doc['train_size_n']:g}N per epoch, train level "
                      f"sizes {self.data.train_level_sizes}, {count_parameters(model)} parameters, device {self.device}, "
-                     f"{dist.world} process(es)")
-        net = torch.nn.parallel.DistributedDataParallel(model) if dist.active else model
+                     f"{dist.world} process(es); selecting on {cfg.select}{fallback}")
+        return model, optimizer, state
 
-        while state.epoch < cfg.max_epochs and state.since_best < cfg.patience:
-            epoch = state.epoch + 1
-            started = time.perf_counter()
-            torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout: a function of (seed, epoch)
-            samples, drawn, messages = self.epoch_samples(epoch, state.weights)
-            batches = length_batches(samples.lengths, cfg.batch_size, _rng(cfg.seed, 2, epoch))
-            if dist.active:  # every rank the same number of steps: drop the remainder batches
-                batches = batches[: len(batches) - len(batches) % dist.world][dist.rank::dist.world]
-            loss = self._train_epoch(net, optimizer, samples, batches, epoch, dist)
-            metrics = self.evaluate(model)
-            gaps = [0.0 if math.isnan(w) else metrics["val_wf1_clean"] - w for w in metrics["val_wf1_levels"]]
-            record = {"epoch": epoch, "loss": loss, **metrics, "gaps": gaps, "weights": list(state.weights),
-                      "drawn": drawn, "samples": len(samples), "seconds": time.perf_counter() - started}
-            if self.metricaug:
-                state.weights = [float(w) for w in algorithm1(gaps, cfg.floor)]
-            state.epoch = epoch
-            state.records.append(record)
-            improved = metrics["val_wf1_clean"] > state.best_wf1
-            if improved:
-                state.best_wf1, state.best_epoch, state.since_best = metrics["val_wf1_clean"], epoch, 0
-            else:
-                state.since_best += 1
-            if dist.main:
-                self._checkpoint(out, model, optimizer, state, improved)
-                for message in messages:
-                    self.log(f"epoch {epoch}: {message}")
-                self.log(self._summary(record, improved))
-            dist.barrier()
+    @staticmethod
+    def _check_resumable(out: Path, saved: dict, config_doc: dict) -> None:
+        changed = [k for k in RESUME_KEYS if saved.get(k, IMPLIED_BEFORE.get(k)) != config_doc[k]]
+        if changed:
+            raise InputError(f"{out / CONFIG}: --resume with other settings ({', '.join(changed)}); "
+                             f"use the original ones or another --out")
+        other = [what for key, what in IDENTITY_KEYS.items() if key in saved and saved[key] != config_doc.get(key)]
+        if other:
+            raise InputError(f"{out}: --resume against other data ({', '.join(other)} changed since the run started); "
+                             f"start a new run with another --out, or rebuild the data the run was trained on")
+
+    def _epoch(self, net, model, optimizer, state: RunState, out: Path, dist: Distributed) -> None:
+        """Train one epoch (or up to --max-steps), validate, select, checkpoint."""
+        cfg = self.config
+        epoch = state.epoch + 1
+        started = time.perf_counter()
+        torch.manual_seed(cfg.seed * DROPOUT_SEED_STRIDE + epoch)  # dropout: a function of (seed, epoch)
+        drawn = self.strategy.epoch_samples(self, epoch, state.weights)
+        batches = length_batches(drawn.samples.lengths, cfg.batch_size, self.rng(STREAM_BATCH_ORDER, epoch))
+        if dist.active:  # every rank the same number of steps: drop the remainder batches
+            batches = batches[: len(batches) - len(batches) % dist.world][dist.rank::dist.world]
+        planned = len(batches)
+        if cfg.max_steps:  # the last epoch may stop part-way
+            batches = batches[: cfg.max_steps - state.steps]
+        loss = self._train_epoch(net, optimizer, drawn.samples, batches, epoch, dist)
+        state.steps += len(batches)
+        metrics = self.evaluate(model)
+        gaps = score_gaps(metrics, cfg.gap_score)
+        record = {"epoch": epoch, "loss": loss, **metrics, "gaps": gaps, "weights": list(state.weights),
+                  "drawn": drawn.drawn, "samples": len(drawn.samples) if len(batches) == planned else
+                  sum(len(b) for b in batches) * dist.world, "steps": state.steps,
+                  "seconds": time.perf_counter() - started}
+        state.weights = self.strategy.next_weights(gaps, state.weights, cfg.floor)
+        state.epoch = epoch
+        state.records.append(record)
+        selection = metrics[f"val_wf1_{self.selected_on}"]
+        improved = selection > state.best_wf1
+        if improved:
+            state.best_wf1, state.best_epoch, state.since_best = selection, epoch, 0
+        else:
+            state.since_best += 1
         if dist.main:
-            why = "early stop" if state.since_best >= cfg.patience else "max epochs"
-            self.log(f"done ({why}): best validation WF1 {state.best_wf1:.4f} at epoch {state.best_epoch}; {out}")
-        return state
+            self._checkpoint(out, model, optimizer, state, improved)
+            for message in drawn.messages:
+                self.log(f"epoch {epoch}: {message}")
+            self.log(self._summary(record, improved))
+        dist.barrier()
 
     def _train_epoch(self, net, optimizer, samples: SampleSet, batches, epoch: int, dist: Distributed) -> float:
         from tqdm import tqdm
@@ -348,7 +400,7 @@ class Trainer:
         if improved:
             with atomic_output(out / BEST) as tmp:
                 torch.save({"model": model.state_dict(), "norm_mean": self.norm_mean.cpu(),
-                            "norm_std": self.norm_std.cpu(), "epoch": state.epoch,
+                            "norm_std": self.norm_std.cpu(), "epoch": state.epoch, "steps": state.steps,
                             "config": json.dumps(asdict(self.config))}, tmp)
         with atomic_output(out / LAST) as tmp:  # last: the point a resume continues from
             torch.save(payload, tmp)
@@ -363,5 +415,7 @@ class Trainer:
         levels = " ".join(f"{w:.3f}" for w in r["val_wf1_levels"])
         weights = f"weights [{' '.join(f'{w:.2f}' for w in r['weights'])}]  " if r["weights"] else ""
         levels = f"levels [{levels}]  " if levels else ""
+        pooled = f"pooled {r['val_wf1_pooled']:.4f}  " if r["val_wf1_levels"] else ""
         return (f"epoch {r['epoch']:3d}  loss {r['loss']:.4f}  val WF1 clean {r['val_wf1_clean']:.4f}"
-                f"{' *' if improved else '  '} UAR {r['val_uar_clean']:.4f}  {levels}{weights}{r['seconds']:.1f} s")
+                f"{' *' if improved else '  '} UAR {r['val_uar_clean']:.4f}  {pooled}{levels}{weights}"
+                f"{r['steps']} steps  {r['seconds']:.1f} s")

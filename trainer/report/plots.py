@@ -22,7 +22,7 @@ PANELS_MAX, PANELS_PER_ROW = 12, 4
 def _panel_runs(runs: list[dict]) -> list[dict]:
     """At most PANELS_MAX runs for the per-run plots: the lowest seed of each strategy and store
     first, so a large study shows each strategy on each fold before any second seed."""
-    ranked = sorted(runs, key=lambda r: (r["config"].get("seed", 0), column_order(r["label"]), str(r["config"].get("data")),
+    ranked = sorted(runs, key=lambda r: (r["config"].get("seed", 0), column_order(r), str(r["config"].get("data")),
                                          str(r["path"])))
     return ranked[:PANELS_MAX]
 

@@ -7,22 +7,36 @@ from pathlib import Path
 
 from shards.errors import InputError
 from trainer.conditions import condition_order
+from trainer.strategies import BASELINE_ORDER, STRATEGIES
 from trainer.runfolder import RESULTS, read_config, read_epochs, read_results
 
-STRATEGY_LABELS = {"none": "None", "fixed-snr": "Fixed SNR", "copypaste": "CopyPaste"}
 METRIC_LABELS = {"stoi": "STOI", "pesq": "PESQ", "fwsnrseg": "fwSNRseg"}
 
 
 def strategy_label(config: dict) -> str:
-    if config.get("strategy", "metricaug") == "metricaug":
+    """A run's column: the strategy (MetricAug by metric and quantizer), with the settings
+    that make runs incomparable: a UAR gap score, and the selection rule where recorded."""
+    name = config.get("strategy", "metricaug")
+    if name == "metricaug":
         metric = config.get("metric_label") or METRIC_LABELS.get(config["metric"], config["metric"])
-        return f"{metric}-{config['quant'].upper() if config['quant'] == 'gmm' else config['quant'].title()}"
-    return STRATEGY_LABELS.get(config["strategy"], config["strategy"])
+        label = f"{metric}-{config['quant'].upper() if config['quant'] == 'gmm' else config['quant'].title()}"
+        if config.get("gap_score", "wf1") != "wf1":
+            label += f" {config['gap_score'].upper()}-gap"
+    else:
+        label = STRATEGIES[name].label if name in STRATEGIES else name
+    if "selected_on" in config:
+        label += f" [{config['selected_on']}]"
+    return label
 
 
-def column_order(label: str) -> tuple:
-    baselines = list(STRATEGY_LABELS.values())
-    return (0, baselines.index(label)) if label in baselines else (1, label)
+def column_order(run: dict) -> tuple:
+    """Baselines first in the paper's order, then the MetricAug columns by label."""
+    name = run["config"].get("strategy", "metricaug")
+    return (0, BASELINE_ORDER.index(name), run["label"]) if name in BASELINE_ORDER else (1, 0, run["label"])
+
+
+def is_baseline(run: dict) -> bool:
+    return run["config"].get("strategy", "metricaug") in BASELINE_ORDER
 
 
 def load_runs(runs: list[Path]) -> list[dict]:
@@ -78,7 +92,7 @@ def grouped(runs: list[dict]) -> tuple[list[str], dict[str, list[list[dict]]], l
     groups: dict[str, list[dict]] = defaultdict(list)
     for run in runs:
         groups[run["label"]].append(run)
-    columns = sorted(groups, key=column_order)
+    columns = sorted(groups, key=lambda c: column_order(groups[c][0]))
     reps, left = {}, []
     for c in columns:
         reps[c], extra = replicates(groups[c])

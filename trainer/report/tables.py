@@ -13,7 +13,7 @@ import numpy as np
 from shards.errors import InputError
 from shards.vocab import METRICS
 from trainer.conditions import CONDITION_LABELS
-from trainer.report.runs import STRATEGY_LABELS, conditions, grouped
+from trainer.report.runs import conditions, grouped, is_baseline
 from trainer.report.stats import Resamples, replicate_score
 
 
@@ -61,7 +61,7 @@ def table_gaps(runs: list[dict], metric: str = "wf1", resamples: Resamples | Non
     mean score with its paired 95 % bootstrap interval; resolved when the interval excludes 0."""
     columns, reps, _ = grouped(runs)
     resamples = resamples or Resamples(reps)
-    pairs = [(a, b) for i, a in enumerate(columns) if a in STRATEGY_LABELS.values() for b in columns[i + 1:]]
+    pairs = [(a, b) for i, a in enumerate(columns) if is_baseline(reps[a][0][0]) for b in columns[i + 1:]]
     if not pairs:
         return "One strategy only: no gaps to compare.\n"
     header = [f"{metric.upper()} gap, points"] + [f"{b} − {a}" for a, b in pairs]
@@ -91,6 +91,12 @@ def table2(runs: list[dict]) -> tuple[str, list[list[str]]]:
     rows_csv = [["condition"] + [f"{c} {stat}" for c in columns for stat in ("mean", "std", "runs")]]
     size_cells = [f"{reps[c][0][0]['config'].get('train_size_n', 2):g}N" for c in columns]
     md.append("| Train size | " + " | ".join(size_cells) + " |")
+    if any(r["results"].get("steps_total") is not None for r in runs):  # recorded since --max-steps exists
+        steps = {c: [r["results"]["steps_total"] for rep in reps[c] for r in rep if r["results"].get("steps_total") is not None]
+                 for c in columns}
+        md.append("| Steps | " + " | ".join(f"{np.mean(steps[c]):.0f}" if steps[c] else "–" for c in columns) + " |")
+        rows_csv.append(["steps"] + [x for c in columns for x in (
+            f"{np.mean(steps[c]):.1f}" if steps[c] else "", f"{np.std(steps[c]):.1f}" if steps[c] else "", str(len(steps[c])))])
     for condition in order:
         values = {c: [v for v in (replicate_score(r, condition) for r in reps[c]) if v is not None] for c in columns}
         means = {c: float(np.mean(v)) for c, v in values.items() if v}

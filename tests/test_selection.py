@@ -1,0 +1,124 @@
+"""The selection rule (--select), equal compute (--max-steps) and the gap score (--gap-score)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from trainer.cli import app
+from trainer.predict import classification_scores
+from trainer.strategies import gaps
+from trainer.train import TrainConfig, Trainer
+
+runner = CliRunner()
+
+#: a constructed validation history: clean WF1 peaks at epoch 2, pooled WF1 at epoch 4
+CLEAN = [0.50, 0.70, 0.60, 0.55, 0.52, 0.51, 0.50, 0.49]
+POOLED = [0.40, 0.42, 0.45, 0.60, 0.58, 0.57, 0.56, 0.55]
+
+
+def scripted_evaluate(history_clean, history_pooled):
+    """Trainer.evaluate replaced by a scripted history (the model still trains)."""
+    calls = {"n": 0}
+
+    def evaluate(self, model):
+        e = calls["n"]
+        calls["n"] += 1
+        K = self.K
+        return {"val_wf1_clean": history_clean[e], "val_uar_clean": history_clean[e],
+                "val_wf1_levels": [history_pooled[e]] * K, "val_uar_levels": [history_pooled[e]] * K,
+                "val_mixes_levels": [len(s) for s in self.val_levels],
+                "val_wf1_pooled": history_pooled[e], "val_uar_pooled": history_pooled[e]}
+    return evaluate
+
+
+@pytest.mark.parametrize("rule, best_epoch, last_epoch", [("clean", 2, 5), ("pooled", 4, 7)])
+def test_the_rule_picks_best_pt_and_stops_early(demo_store, tmp_path, monkeypatch, rule, best_epoch, last_epoch):
+    """Patience 3: clean stops 3 epochs after its best (2 -> 5), pooled after its own (4 -> 7)."""
+    monkeypatch.setattr(Trainer, "evaluate", scripted_evaluate(CLEAN, POOLED))
+    out = tmp_path / rule
+    config = TrainConfig(data=str(demo_store), out=str(out), max_epochs=8, patience=3, select=rule, workers=0,
+                         batch_size=16)
+    state = Trainer(config, log=lambda line: None, progress=False).run()
+    assert state.best_epoch == best_epoch and state.epoch == last_epoch
+    assert torch.load(out / "best.pt", weights_only=True)["epoch"] == best_epoch
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["select"] == saved["selected_on"] == rule
+    records = [json.loads(line) for line in (out / "epochs.jsonl").read_text().splitlines()]
+    assert [r["val_wf1_pooled"] for r in records] == POOLED[:last_epoch]
+
+
+def test_resume_with_another_rule_is_refused(demo_store, tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--data", str(demo_store), "--out", str(out), "--workers", "0", "-q", "--no-eval", "--max-epochs", "1"]
+    assert runner.invoke(app, args).exit_code == 0
+    again = runner.invoke(app, [*args, "--max-epochs", "2", "--resume", "--select", "clean"])
+    assert again.exit_code == 2 and "--resume with other settings (select)" in again.output
+    assert again.output.count("\n") == 1
+
+
+def test_pooled_falls_back_to_clean_without_a_level_index_and_says_so(demo_store, tmp_path, monkeypatch):
+    monkeypatch.setattr("shards.reader.Store.level_index", lambda self, *a, **k: (_ for _ in ()).throw(
+        __import__("shards.errors", fromlist=["InputError"]).InputError("no index")))
+    lines = []
+    out = tmp_path / "none"
+    Trainer(TrainConfig(data=str(demo_store), out=str(out), strategy="none", max_epochs=1, workers=0),
+            log=lines.append, progress=False).run()
+    assert json.loads((out / "config.json").read_text())["selected_on"] == "clean"
+    assert any("selecting on pooled (no level index: the clean validation set)" in line for line in lines)
+
+
+def test_max_steps_stops_at_exactly_s_steps_and_records_them(demo_store, tmp_path):
+    out = tmp_path / "steps"
+    config = TrainConfig(data=str(demo_store), out=str(out), max_epochs=50, batch_size=16, max_steps=11, workers=0)
+    trainer = Trainer(config, log=lambda line: None, progress=False)
+    per_epoch = -(-2 * trainer.N // 16)
+    assert per_epoch < 11 < 2 * per_epoch  # the second epoch stops part-way
+    state = trainer.run()
+    records = [json.loads(line) for line in (out / "epochs.jsonl").read_text().splitlines()]
+    assert state.steps == 11 and [r["steps"] for r in records] == [per_epoch, 11]
+    assert records[1]["samples"] <= 16 * (11 - per_epoch)  # the partial epoch trained on its steps' samples
+    assert all(np.isfinite(r["val_wf1_pooled"]) for r in records)  # validated at the end of the partial epoch
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
+    # results.json and Table 2 carry the steps
+    from trainer.evaluate import evaluate_run
+
+    results = evaluate_run(out, torch.device("cpu"), log=lambda line: None)
+    assert results["steps_total"] == 11 and results["steps"] in (per_epoch, 11)
+    from trainer.report import load_runs, table2
+
+    md, rows = table2(load_runs([out]))
+    assert "| Steps | 11 |" in md and rows[1][:2] == ["steps", "11.0"]
+
+
+def test_uar_gaps_rank_levels_apart_from_wf1_gaps_when_class_mixes_differ():
+    """Level 1: mostly sad mixes, all predicted sad (high WF1, low UAR). Level 2: balanced,
+    half right (WF1 and UAR 0.5). WF1 calls level 2 the harder; UAR calls level 1."""
+    clean_labels = np.repeat([0, 1, 2, 3], 10)
+    clean = classification_scores(clean_labels, clean_labels)  # perfect on clean
+    level1_labels = np.array([3] * 36 + [0, 1, 2, 0])
+    level1 = classification_scores(level1_labels, np.full(40, 3))
+    level2_labels = np.repeat([0, 1, 2, 3], 10)
+    level2 = classification_scores(level2_labels, np.where(np.arange(40) % 2 == 0, level2_labels, (level2_labels + 1) % 4))
+    metrics = {"val_wf1_clean": clean["wf1"], "val_uar_clean": clean["uar"],
+               "val_wf1_levels": [level1["wf1"], level2["wf1"]], "val_uar_levels": [level1["uar"], level2["uar"]]}
+    wf1_gaps, uar_gaps = gaps(metrics, "wf1"), gaps(metrics, "uar")
+    assert wf1_gaps[1] > wf1_gaps[0] and uar_gaps[0] > uar_gaps[1]
+    assert uar_gaps == pytest.approx([1 - level1["uar"], 1 - level2["uar"]])
+
+
+def test_a_uar_gap_run_feeds_algorithm1_the_uar_gaps(demo_store, tmp_path):
+    from trainer.weights import algorithm1
+
+    out = tmp_path / "uar"
+    config = TrainConfig(data=str(demo_store), out=str(out), max_epochs=2, gap_score="uar", workers=0, batch_size=16)
+    Trainer(config, log=lambda line: None, progress=False).run()
+    first, second = [json.loads(line) for line in (out / "epochs.jsonl").read_text().splitlines()]
+    # a level without validation mixes (NaN) has gap 0, as with WF1
+    expected = [0.0 if np.isnan(u) else first["val_uar_clean"] - u for u in first["val_uar_levels"]]
+    assert first["gaps"] == pytest.approx(expected)
+    assert second["weights"] == pytest.approx([float(w) for w in algorithm1(expected, config.floor)])
