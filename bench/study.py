@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import resource
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -48,6 +50,57 @@ def speaker_folds(speakers: list[str], n_folds: int, n_validation: int) -> list[
             raise SystemExit(f"--validation-speakers {n_validation}: fold {f} leaves no train speaker")
         folds.append((test, others[:n_validation]))
     return folds
+
+
+#: Study variants of a strategy: the name in --strategies, the trainer strategy and its options.
+VARIANTS = {"metricaug-uar": ("metricaug", ("--gap-score", "uar"))}
+#: A finished run's small files, recorded (committed) apart from its checkpoints.
+RECORDED_FILES = ("config.json", "epochs.jsonl", "results.json", "train.log")
+#: The real noise assembled by --real-noise from the project's shared audio: MUSAN layout with
+#: the music tracks as music/ and ESC-50's background ambience as noise/; the unseen noise is
+#: ESC-50's glass-breaking clips alone.
+SEEN_NOISE_CATEGORY, UNSEEN_CATEGORY = "background", "glass_break"
+
+
+def assemble_real_noise(shared_audio: Path, dest: Path) -> tuple[Path, Path]:
+    """(MUSAN-layout root, ESC-50-layout root) of links to real recordings under ``dest``:
+    ``music/`` the tracks of ``shared_audio/music``, ``noise/`` the background clips of
+    ``shared_audio/esc50_glass``, and an ESC-50 folder with its glass-breaking clips only."""
+    music, esc50 = shared_audio / "music", shared_audio / "esc50_glass"
+    for folder in (music, esc50 / "audio"):
+        if not folder.is_dir():
+            raise SystemExit(f"--real-noise {shared_audio}: no {folder} (expected the project's shared audio)")
+    musan, unseen = dest / "musan", dest / "esc50_unseen"
+    with open(esc50 / "meta" / "esc50.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    links = [(track, musan / "music" / track.name) for track in sorted(music.glob("*.flac"))]
+    links += [(esc50 / "audio" / r["filename"], musan / "noise" / r["filename"]) for r in rows
+              if r["category"] == SEEN_NOISE_CATEGORY]
+    glass = [r for r in rows if r["category"] == UNSEEN_CATEGORY]
+    links += [(esc50 / "audio" / r["filename"], unseen / "audio" / r["filename"]) for r in glass]
+    for source, link in links:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to(source.resolve())
+    (unseen / "meta").mkdir(parents=True, exist_ok=True)
+    with open(unseen / "meta" / "esc50.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(glass)
+    kinds = {k: sum(1 for _, link in links if link.parent.name == k) for k in ("music", "noise")}
+    print(f"real noise: {kinds['music']} music tracks and {kinds['noise']} background clips in {musan}; "
+          f"{len(glass)} glass-breaking clips (unseen) in {unseen}", flush=True)
+    return musan, unseen
+
+
+def record_run(out: Path, record: Path, cpu_s: float, wall_s: float) -> None:
+    """Copy a finished run's small files into ``record`` (a folder meant for a commit) with
+    the run's CPU and wall time."""
+    record.mkdir(parents=True, exist_ok=True)
+    for name in RECORDED_FILES:
+        if (out / name).is_file():
+            shutil.copy2(out / name, record / name)
+    (record / "study.json").write_text(json.dumps({"cpu_s": round(cpu_s, 1), "wall_s": round(wall_s, 1)}) + "\n")
 
 
 def write_fold_csv(path: Path, utts, test: list[str], validation: list[str]) -> None:
@@ -106,8 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", required=True, choices=sorted(EMOTION_CORPORA))
     parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--noise-root", type=Path, required=True, help="MUSAN layout (noise/, music/)")
+    parser.add_argument("--noise-root", type=Path, default=None, help="MUSAN layout (noise/, music/)")
     parser.add_argument("--unseen-root", type=Path, default=None, help="ESC-50 layout for the unseen test")
+    parser.add_argument("--real-noise", type=Path, default=None,
+                        help="the project's shared audio folder (../shared/audio): its real music and ESC-50 background "
+                             "clips become the MUSAN-layout noise, its glass-breaking clips the unseen noise")
+    parser.add_argument("--runs-name", default="runs", help="folder under --out for this arm's runs (and report-<name>)")
+    parser.add_argument("--record", type=Path, default=None,
+                        help="folder (tracked by git) receiving each finished run's small files; a run recorded there "
+                             "counts as finished, so a study resumes on a new machine; the report reads the records")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--validation-speakers", type=int, default=2)
@@ -125,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-folds", default="", help="comma-separated fold numbers to run (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     args = parser.parse_args(argv)
+    if args.real_noise:
+        args.noise_root, args.unseen_root = assemble_real_noise(args.real_noise, args.out / "noise")
+    if args.noise_root is None:
+        raise SystemExit("give --noise-root (MUSAN layout) or --real-noise ../shared/audio")
 
     utts, rejects = EMOTION_CORPORA[args.corpus](args.root)
     speakers = sorted({u.speaker for u in utts})
@@ -156,33 +220,44 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for seed in range(args.seeds):
         for f, _, _ in chosen:
-            for strategy in strategies:
-                out = args.out / "runs" / f"fold{f}-{strategy}-s{seed}"
-                runs.append(out)
+            for variant in strategies:
+                strategy, options = VARIANTS.get(variant, (variant, ()))
+                out = args.out / args.runs_name / f"fold{f}-{variant}-s{seed}"
+                recorded = args.record / out.name if args.record else None
+                runs.append(recorded or out)
                 train = ("trainer", "run", "--data", str(stores[f]), "--strategy", strategy, "--seed", str(seed),
                          "--max-epochs", str(args.max_epochs), "--patience", str(args.patience), "--out", str(out),
-                         "--resume", "--quiet", *shlex.split(args.trainer_args))
+                         "--resume", "--quiet", *options, *shlex.split(args.trainer_args))
                 if args.dry_run:
                     run(*train)
-                elif not (out / "results.json").is_file():  # else: trained and evaluated
+                elif recorded is not None and (recorded / "results.json").is_file():
+                    continue  # finished, on this machine or another
+                elif recorded is not None or not (out / "results.json").is_file():
                     claim = claim_run(out)
                     if claim is None:
                         print(f"# {out.name}: another study process is on it", flush=True)
                         continue
                     try:
-                        run(*train)
+                        before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+                        if not (out / "results.json").is_file():
+                            run(*train)
+                        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                        if recorded is not None:
+                            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                            record_run(out, recorded, cpu, time.perf_counter() - t0)
                     finally:
                         claim.unlink(missing_ok=True)
     finished = runs if args.dry_run else [r for r in runs if (r / "results.json").is_file()]
     if len(finished) < len(runs):
         print(f"# {len(runs) - len(finished)} runs are not finished (another study process has them): "
               f"this report covers {len(finished)}; run the same command again when they are done", flush=True)
-    run("trainer", "report", *map(str, finished), "--out", str(args.out / "report"))
+    report = args.out / ("report" if args.runs_name == "runs" else f"report-{args.runs_name}")
+    run("trainer", "report", *map(str, finished), "--out", str(report))
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     print(f"\nwall {time.perf_counter() - started:.0f} s, CPU {cpu:.0f} s ({cpu / 3600:.2f} h) over {len(run.commands)} commands")
     if not args.dry_run:
-        print((args.out / "report" / "intervals.md").read_text())
+        print((report / "intervals.md").read_text())
     return 0
 
 
