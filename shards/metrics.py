@@ -14,7 +14,7 @@ the value, or NaN and why the mix could not be scored. An exception it raises fa
 metric for all the mixes of that clean signal (the message becomes the reason).
 
 A metric added at run time (``register_metric``) reaches the build's worker processes:
-the build hands every worker the registered specs (:func:`adopt`), and the function is
+the build hands every worker its registered specs (:func:`adopt`), and the function is
 imported there by its path.
 """
 from __future__ import annotations
@@ -74,8 +74,10 @@ def unregister_metric(name: str) -> None:
 
 
 def adopt(specs: tuple[MetricSpec, ...]) -> None:
-    """Register every spec of ``specs`` not known here (a build worker adopting its
-    parent's registry)."""
+    """Make the registry hold exactly the built-in metrics and ``specs`` (a build worker,
+    which may outlive one build, taking its parent's registry)."""
+    for name in [n for n in _REGISTRY if n not in {s.name for s in BUILTIN_METRICS + tuple(specs)}]:
+        del _REGISTRY[name]
     for spec in specs:
         register_metric(spec)
 
