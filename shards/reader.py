@@ -56,9 +56,10 @@ class ManifestError(Exception):
     """A manifest that cannot be used; ``str(err)`` is the problem, e.g. ``not JSON (...)``."""
 
 
-def load_manifest(path: Path) -> dict:
-    """The manifest at ``path``, checked for its format, a sample count and complete shard
-    entries; :class:`ManifestError` says what is wrong (FileNotFoundError when there is none)."""
+def load_manifest(path: Path, complete: bool = False) -> dict:
+    """The manifest at ``path``, checked for its format; with ``complete`` also for a sample
+    count and complete shard entries (what ``prep verify`` checks every shard against).
+    :class:`ManifestError` says what is wrong (FileNotFoundError when there is none)."""
     try:
         manifest = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -67,10 +68,11 @@ def load_manifest(path: Path) -> dict:
         raise ManifestError(f"not JSON ({exc})") from None
     except OSError as exc:
         raise ManifestError(f"unreadable ({exc.strerror or exc})") from None
-    shards = manifest.get("shards") if isinstance(manifest, dict) else None
-    if (not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT or not isinstance(shards, list)
-            or not isinstance(manifest.get("samples"), int)
-            or not all(isinstance(e, dict) and all(k in e for k in MANIFEST_SHARD_KEYS) for e in shards)):
+    if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
+        raise ManifestError(f"not a manifest of format {STORE_FORMAT!r}")
+    shards = manifest.get("shards")
+    if complete and (not isinstance(shards, list) or not isinstance(manifest.get("samples"), int)
+                     or not all(isinstance(e, dict) and all(k in e for k in MANIFEST_SHARD_KEYS) for e in shards)):
         raise ManifestError(f"not a manifest of format {STORE_FORMAT!r}")
     return manifest
 

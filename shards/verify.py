@@ -37,7 +37,7 @@ def tar_index(path: Path) -> dict[str, tuple[int, int]]:
 def _read_manifest(path: Path) -> tuple[dict | None, str | None]:
     """(manifest, None), or (None, the one-line problem)."""
     try:
-        return load_manifest(path), None
+        return load_manifest(path, complete=True), None
     except FileNotFoundError:
         return None, f"{MANIFEST}: unreadable (no such file); {_REBUILD}"
     except ManifestError as exc:
