@@ -77,13 +77,13 @@ def _snr_list(snrs: str) -> tuple[float, ...]:
 # ----------------------------------------------------------------------------------
 # what every stage shares: its options, its inputs, its error path
 # ----------------------------------------------------------------------------------
-def _all_split_options() -> dict[str, tuple[str, list[str], object]]:
-    """parameter -> (flag, the corpora that take it, one adapter's option) over every adapter."""
-    found: dict[str, tuple[str, list[str], object]] = {}
+def _all_split_options() -> dict[str, tuple[str, list[str]]]:
+    """parameter -> (flag, the corpora that take it), over every adapter's split options."""
+    found: dict[str, tuple[str, list[str]]] = {}
     for corpus in EMOTION_ADAPTERS:
         for option in split_options(corpus):
-            flag, corpora, first = found.get(option.parameter, (option.flag, [], option))
-            found[option.parameter] = (flag, corpora + [corpus], first)
+            flag, corpora = found.get(option.parameter, (option.flag, []))
+            found[option.parameter] = (flag, corpora + [corpus])
     return found
 
 
@@ -144,7 +144,7 @@ def _shared_options(metrics_default: str, metrics_help: str, noise_root_help: st
         "limit": (int, typer.Option(0, help="Use only the first N utterances of each split (0: all); for quick trials.")),
         "quiet": (bool, typer.Option(False, "--quiet", "-q", help="No progress bar.")),
     }
-    for parameter, (flag, corpora, _) in _SPLIT_OPTIONS.items():
+    for parameter, (flag, corpora) in _SPLIT_OPTIONS.items():
         options[parameter] = (Optional[str], typer.Option(None, flag, help=_split_option_help(parameter, corpora)))
     return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
             for name, (kind, default) in options.items()]
@@ -194,7 +194,7 @@ def _corpus_keywords(args: _StageArgs) -> dict:
     keywords = {}
     for parameter, text in args.splits.items():
         if parameter not in taken:
-            flag, corpora, _ = _SPLIT_OPTIONS[parameter]
+            flag, corpora = _SPLIT_OPTIONS[parameter]
             fail(f"{flag} applies to --corpus {' or '.join(corpora)}, not {args.corpus}")
         keywords[parameter] = taken[parameter].parse(text)
     return keywords
