@@ -252,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {len(runs) - len(finished)} runs are not finished (another study process has them): "
               f"this report covers {len(finished)}; run the same command again when they are done", flush=True)
     report = args.out / ("report" if args.runs_name == "runs" else f"report-{args.runs_name}")
+    if not finished:
+        print("# no finished run yet: no report", flush=True)
+        return 0
     run("trainer", "report", *map(str, finished), "--out", str(report))
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)

@@ -1,7 +1,8 @@
 """Audio input: every file is read as 16 kHz mono float32.
 
-Resampling uses soxr (the library librosa uses by default), downmixing takes the
-channel mean. Containers soundfile cannot read (mp4, m4a, mp3, ...) are decoded
+Decoding, downmixing (the channel mean) and resampling (soxr) are the store's own
+(:mod:`shards.audio`); this module adds the corpus checks (truncation, silence,
+non-finite samples) and the media containers. Containers soundfile cannot read (mp4, m4a, mp3, ...) are decoded
 in-process with PyAV, whose wheels carry their own ffmpeg libraries.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from shards.audio import decode_soundfile, resample, to_mono
 from shards.vocab import SAMPLE_RATE as TARGET_SR
 
 #: A file whose peak amplitude is below this is treated as silent (about -100 dBFS).
@@ -37,20 +39,6 @@ class AudioError(Exception):
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
-
-
-def resample(wav: np.ndarray, from_sr: int, to_sr: int = TARGET_SR) -> np.ndarray:
-    if from_sr == to_sr:
-        return np.ascontiguousarray(wav, dtype=np.float32)
-    import soxr
-
-    return soxr.resample(np.asarray(wav, dtype=np.float32), from_sr, to_sr, quality="HQ").astype(np.float32)
-
-
-def _to_mono(data: np.ndarray) -> np.ndarray:
-    if data.ndim == 2:
-        data = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    return np.asarray(data, dtype=np.float32)
 
 
 def _decode_av(path: Path) -> tuple[np.ndarray, int]:
@@ -208,15 +196,13 @@ def load_audio(path: str | Path, sr: int = TARGET_SR) -> np.ndarray:
             raise AudioError(path, shortfall)
     else:
         try:
-            with sf.SoundFile(str(path)) as f:
-                stated, native_sr = f.frames, f.samplerate
-                data = f.read(dtype="float32", always_2d=True)
+            data, native_sr, stated = decode_soundfile(path)
         except Exception as exc:
             raise AudioError(path, f"unreadable audio ({exc})") from None
         shortfall = _riff_shortfall(path) or _ogg_shortfall(path) or _length_shortfall(stated, len(data), native_sr)
         if shortfall:
             raise AudioError(path, shortfall)
-        data = _to_mono(data)
+        data = to_mono(data)
     bad = _first_nonfinite(data)
     if bad is not None:
         raise AudioError(path, _nonfinite_reason(bad, native_sr))
@@ -291,5 +277,5 @@ def read_segment(path: str | Path, start: int, num_samples: int, sr: int = TARGE
     bad = _first_nonfinite(data)
     if bad is not None:  # the file changed since the scan (scan_audio refuses such files)
         raise AudioError(path, _nonfinite_reason(native_start + bad, native_sr))
-    seg = resample(_to_mono(data), native_sr, sr)
+    seg = resample(to_mono(data), native_sr, sr)
     return seg[:num_samples]

@@ -29,8 +29,10 @@ from mixer.plan import MixSpec, ShardTask, UttJob
 from scoring.metrics import score_mixes
 from shards import store as st
 from shards.atomic import write_json_atomic
+from shards.cores import usable_cores
 from shards.errors import InputError
-from shards.vocab import METRICS, SAMPLE_RATE, SHARDS_DIR, shard_path, shard_relpath
+from shards.metrics import MetricSpec, adopt, metric_specs
+from shards.vocab import SAMPLE_RATE, SHARDS_DIR, shard_path, shard_relpath
 from shards.writer import ShardWriter, encode_flac, encode_json
 
 #: Tests only: a worker that starts the shard named in this variable kills itself with
@@ -94,18 +96,29 @@ def job_audio(job: UttJob) -> tuple[np.ndarray, list[list] | None]:
     return np.concatenate(segments), spans
 
 
+def _no_metrics() -> dict:
+    """A sample's metric fields when nothing scored it: NaN for every registered metric."""
+    return {spec.column: np.nan for spec in metric_specs()}
+
+
 def _score(clean: np.ndarray, mixes: list[np.ndarray], metrics: tuple[str, ...]) -> list[dict]:
+    """Each mix's metric fields (by table column) and errors."""
     if not metrics or not mixes:
-        return [{**{m: np.nan for m in METRICS}, "errors": ""} for _ in mixes]
-    return score_mixes(clean, mixes, fs=SAMPLE_RATE, metrics=metrics)
+        return [{**_no_metrics(), "errors": ""} for _ in mixes]
+    scores = score_mixes(clean, mixes, fs=SAMPLE_RATE, metrics=metrics)
+    return [{**{spec.column: float(score[spec.name]) for spec in metric_specs()}, "errors": score["errors"]}
+            for score in scores]
 
 
-def build_shard(store_dir: str, task: ShardTask, owner: str | None = None) -> dict:
+def build_shard(store_dir: str, task: ShardTask, owner: str | None = None,
+                metrics: tuple[MetricSpec, ...] = ()) -> dict:
     """Write one shard and its rows. Runs in a worker process. ``owner`` is the store lock's
     token of the build that sent the task: the worker stops, and publishes nothing, as soon
-    as that build no longer holds the lock (see shards.store.lock_owned_by)."""
+    as that build no longer holds the lock (see shards.store.lock_owned_by). ``metrics``: the
+    sending build's metric registry, adopted here (a metric registered at run time)."""
     from threadpoolctl import threadpool_limits
 
+    adopt(metrics)
     # one BLAS thread: a multi-threaded matmul sums in another order, and the metrics'
     # last bits (so the shard bytes) would depend on how many workers share the cores
     _exit_with_parent(owner)
@@ -142,7 +155,6 @@ def _check_owner(store: Path, owner: str | None, name: str) -> None:
 
 def _build_shard(store: Path, task: ShardTask, owner: str | None = None) -> dict:
     started = time.perf_counter()
-    rel_shard = shard_relpath(task.name)
     writer = ShardWriter(shard_path(store, task.name))
     rows: list[dict] = []
     rejects: list[dict] = []
@@ -151,61 +163,10 @@ def _build_shard(store: Path, task: ShardTask, owner: str | None = None) -> dict
             os.kill(os.getpid(), signal.SIGKILL)
         for job in task.jobs:
             _check_owner(store, owner, task.name)  # the build was killed: stop with it
-            utt = job.utt
-            try:
-                raw, parts = job_audio(job)
-                # scaled as a whole, never clipped, where it would not fit 16 bits; level: the gain
-                clean, level = fit_pcm16(raw)
-            except AudioError as exc:
-                if job.parts:
-                    rejects.append({"file": exc.path, "reason": f"composite {utt.utt_id}: {exc.reason}"})
-                else:
-                    rejects.append({"file": utt.path, "reason": exc.reason})
-                continue
-            base = {
-                "corpus": utt.corpus, "utt_id": utt.utt_id, "speaker": utt.speaker, "label": utt.label,
-                "split": utt.split, "subset": task.subset, "num_samples": int(clean.size),
-            }
-            if parts is not None:  # a composite's JSON (and rows file) says what it is made of
-                base["parts"] = parts
-            if not job.mixes:
-                samples = [(utt.utt_id, clean, {**base, "noise_type": "", "noise_file": "", "noise_offset": -1,
-                            "snr_bin": -1, "snr_target": np.nan, "snr_achieved": np.nan, "noise_gain": 0.0,
-                            "gain": level, **{m: np.nan for m in METRICS}, "errors": ""})]
-            else:
-                made = []
-                for spec in job.mixes:
-                    try:
-                        noise, offset = read_noise(spec, clean.size)
-                        made.append((spec, offset, mix_at_snr(clean, noise, spec.snr_target)))
-                    except (AudioError, MixError) as exc:
-                        reason = exc.reason if isinstance(exc, AudioError) else str(exc)
-                        rejects.append({"file": spec.noise_path, "reason": f"mix {spec.key}: {reason}"})
-                scores = _score(clean, [m.wav for _, _, m in made], task.metrics)
-                samples = []
-                for (spec, offset, mix), score in zip(made, scores):
-                    fields = {**base, "noise_type": spec.noise_type, "noise_file": spec.noise_id,
-                              "noise_offset": offset, "snr_bin": spec.snr_bin, "snr_target": spec.snr_target,
-                              "snr_achieved": mix.snr_achieved, "noise_gain": mix.noise_gain, "gain": mix.gain,
-                              **{m: float(score[m]) for m in METRICS}, "errors": score["errors"]}
-                    samples.append((spec.key, mix.wav, fields))
-            for key, wav, fields in samples:
-                where = writer.add(key, {"flac": encode_flac(wav, SAMPLE_RATE), "json": encode_json(fields)})
-                rows.append({**fields, "key": key, "shard": rel_shard,
-                             "flac_offset": where["flac"][0], "flac_size": where["flac"][1],
-                             "json_offset": where["json"][0], "json_size": where["json"][1]})
+            for key, wav, fields in _job_samples(task, job, rejects):
+                rows.append(_write_sample(writer, task, key, wav, fields))
         digest = writer.close()
-        shard_bytes = writer.tmp_path.stat().st_size
-        # only the build holding the lock publishes; rows first, tar last: a tar in place
-        # always has its rows next to it
-        _check_owner(store, owner, task.name)
-        write_json_atomic(st.rows_path(store, task.name), {
-            "name": task.name, "subset": task.subset, "split": task.split, "fingerprint": task.fingerprint(),
-            "samples": len(rows), "sha256": digest, "bytes": shard_bytes, "metrics": list(task.metrics),
-            "rows": rows, "rejects": rejects,
-        })
-        _check_owner(store, owner, task.name)
-        writer.publish()
+        _publish(store, task, owner, writer, digest, rows, rejects)
     except BaseException:
         writer.abort()
         raise
@@ -214,6 +175,69 @@ def _build_shard(store: Path, task: ShardTask, owner: str | None = None) -> dict
         "seconds": time.perf_counter() - started, "pid": os.getpid(),
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
+
+
+def _job_samples(task: ShardTask, job: UttJob, rejects: list[dict]) -> list[tuple[str, np.ndarray, dict]]:
+    """(key, audio, JSON fields) of every sample of one job: its clean signal, or its mixes.
+    What cannot be read or mixed becomes a reject."""
+    utt = job.utt
+    try:
+        raw, parts = job_audio(job)
+        # scaled as a whole, never clipped, where it would not fit 16 bits
+        clean, gain = fit_pcm16(raw)
+    except AudioError as exc:
+        if job.parts:
+            rejects.append({"file": exc.path, "reason": f"composite {utt.utt_id}: {exc.reason}"})
+        else:
+            rejects.append({"file": utt.path, "reason": exc.reason})
+        return []
+    base = {
+        "corpus": utt.corpus, "utt_id": utt.utt_id, "speaker": utt.speaker, "label": utt.label,
+        "split": utt.split, "subset": task.subset, "num_samples": int(clean.size),
+    }
+    if parts is not None:  # a composite's JSON (and rows file) says what it is made of
+        base["parts"] = parts
+    if not job.mixes:
+        return [(utt.utt_id, clean, {**base, "noise_type": "", "noise_file": "", "noise_offset": -1,
+                 "snr_bin": -1, "snr_target": np.nan, "snr_achieved": np.nan, "noise_gain": 0.0,
+                 "gain": gain, **_no_metrics(), "errors": ""})]
+    made = []
+    for spec in job.mixes:
+        try:
+            noise, offset = read_noise(spec, clean.size)
+            made.append((spec, offset, mix_at_snr(clean, noise, spec.snr_target)))
+        except (AudioError, MixError) as exc:
+            reason = exc.reason if isinstance(exc, AudioError) else str(exc)
+            rejects.append({"file": spec.noise_path, "reason": f"mix {spec.key}: {reason}"})
+    scores = _score(clean, [m.wav for _, _, m in made], task.metrics)
+    return [(spec.key, mix.wav, {**base, "noise_type": spec.noise_type, "noise_file": spec.noise_id,
+                                 "noise_offset": offset, "snr_bin": spec.snr_bin, "snr_target": spec.snr_target,
+                                 "snr_achieved": mix.snr_achieved, "noise_gain": mix.noise_gain, "gain": mix.gain,
+                                 **score})
+            for (spec, offset, mix), score in zip(made, scores)]
+
+
+def _write_sample(writer: ShardWriter, task: ShardTask, key: str, wav: np.ndarray, fields: dict) -> dict:
+    """Add one sample to the shard; its table row (the fields and where they lie in the tar)."""
+    where = writer.add(key, {"flac": encode_flac(wav, SAMPLE_RATE), "json": encode_json(fields)})
+    return {**fields, "key": key, "shard": shard_relpath(task.name),
+            "flac_offset": where["flac"][0], "flac_size": where["flac"][1],
+            "json_offset": where["json"][0], "json_size": where["json"][1]}
+
+
+def _publish(store: Path, task: ShardTask, owner: str | None, writer: ShardWriter, digest: str,
+             rows: list[dict], rejects: list[dict]) -> None:
+    """Only the build holding the lock publishes; rows first, tar last: a tar in place always
+    has its rows next to it."""
+    shard_bytes = writer.tmp_path.stat().st_size
+    _check_owner(store, owner, task.name)
+    write_json_atomic(st.rows_path(store, task.name), {
+        "name": task.name, "subset": task.subset, "split": task.split, "fingerprint": task.fingerprint(),
+        "samples": len(rows), "sha256": digest, "bytes": shard_bytes, "metrics": list(task.metrics),
+        "rows": rows, "rejects": rejects,
+    })
+    _check_owner(store, owner, task.name)
+    writer.publish()
 
 
 @dataclass
@@ -247,7 +271,8 @@ def _run_parallel(store: Path, tasks: list[ShardTask], jobs: int, backend: str, 
     """Yield each task's result as it completes."""
     from joblib import Parallel, delayed, parallel_config
 
-    calls = (delayed(build_shard)(str(store), t, owner) for t in tasks)
+    metrics = metric_specs()  # a worker process knows only the built-in metrics unless told
+    calls = (delayed(build_shard)(str(store), t, owner, metrics) for t in tasks)
     if backend == "dask":
         try:
             from dask.distributed import Client
@@ -320,7 +345,7 @@ def run_stage(store: Path, stage: str, tasks: list[ShardTask], stage_info: dict,
 
     store = Path(store)
     if jobs in (0, -1):
-        jobs = os.cpu_count() or 1
+        jobs = usable_cores()
     summary = BuildSummary()
     started = time.perf_counter()
     with st.store_lock(store) as owner:

@@ -7,26 +7,31 @@
     prep copypaste --corpus msp --root R --noise-root M --out OUT   (the CopyPaste baseline)
     prep verify OUT/<corpus>
     prep score OUT/<corpus> --metric stoi --quant gmm
+
+The four stage commands share one option set (:data:`_SHARED_OPTIONS`, plus every corpus
+adapter's split options) and one error path (:func:`_stage`): each stage only plans.
 """
 from __future__ import annotations
 
+import inspect
 import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 
+from mixer.corpora import EMOTION_ADAPTERS, NOISE_CORPORA, split_options
 from scoring.cli_score import score
+from shards.cli import fail
 from shards.errors import InputError
+from shards.metrics import metric_names
 from shards.verify import verify
-from shards.vocab import METRICS as ALL_METRICS
+from shards.vocab import METRICS as BUILTIN_METRICS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="metricaug data preparation: mix, score and shard an emotion corpus.")
-
-CORPORA = ("msp", "meld", "emodb", "ravdess", "csv", "demo")
 
 
 class _Command(typer.core.TyperCommand):
@@ -36,11 +41,6 @@ class _Command(typer.core.TyperCommand):
     def collect_usage_pieces(self, ctx) -> list[str]:
         return [re.sub(r"^\{([^}]*)\}", lambda m: m.group(1).upper(), piece)
                 for piece in super().collect_usage_pieces(ctx)]
-
-
-def fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def _split_list(text: str, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
@@ -56,53 +56,201 @@ def _label_files(counts) -> list[dict]:
     return [asdict(c) for c in counts]
 
 
-def _load_corpus(corpus: str, root: Optional[Path], limit: int):
-    """(utterances, rejects, label files read) of ``corpus`` at ``root``."""
+def _noise_type_list(text: str) -> tuple[str, ...]:
+    return _split_list(text, ("noise", "music", "speech"), "--noise-types")
+
+
+def _metric_list(metrics: str) -> tuple[str, ...]:
+    return _split_list(metrics, metric_names(), "--metrics") if metrics else ()
+
+
+def _snr_list(snrs: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in snrs.split(",") if x.strip())
+    except ValueError:
+        values = ()
+    if not values:
+        fail(f"--snrs {snrs!r}: expected comma-separated numbers of dB")
+    return values
+
+
+# ----------------------------------------------------------------------------------
+# what every stage shares: its options, its inputs, its error path
+# ----------------------------------------------------------------------------------
+def _all_split_options() -> dict[str, tuple[str, list[str]]]:
+    """parameter -> (flag, the corpora that take it), over every adapter's split options."""
+    found: dict[str, tuple[str, list[str]]] = {}
+    for corpus in EMOTION_ADAPTERS:
+        for option in split_options(corpus):
+            flag, corpora = found.get(option.parameter, (option.flag, []))
+            found[option.parameter] = (flag, corpora + [corpus])
+    return found
+
+
+def _split_option_help(parameter: str, corpora: list[str]) -> str:
+    parts = []
+    for corpus in corpora:
+        option = next(o for o in split_options(corpus) if o.parameter == parameter)
+        default = inspect.signature(EMOTION_ADAPTERS[corpus].prepare).parameters[parameter].default
+        parts.append(f"{corpus}: {option.help}, comma-separated (default {','.join(str(v) for v in default)})")
+    return "; ".join(parts) + "."
+
+
+_SPLIT_OPTIONS = _all_split_options()
+_NOISE_LAYOUTS = tuple(NOISE_CORPORA)
+
+
+@dataclass
+class _StageArgs:
+    """The options every stage command takes."""
+
+    corpus: str
+    root: Optional[Path]
+    noise_root: Optional[Path]
+    noise_layout: str
+    out: Path
+    jobs: int
+    seed: int
+    backend: str
+    scheduler: Optional[str]
+    metrics: str
+    utts_per_shard: int
+    limit: int
+    quiet: bool
+    splits: dict  # split option parameter -> its text, for the options given
+
+    @property
+    def per_shard(self) -> int:
+        return max(self.utts_per_shard, 1)
+
+    def metric_list(self) -> tuple[str, ...]:
+        return _metric_list(self.metrics)
+
+
+def _shared_options(metrics_default: str, metrics_help: str, noise_root_help: str) -> list[inspect.Parameter]:
+    """The stage commands' shared options, as typer reads them from a signature."""
+    options = {
+        "corpus": (str, typer.Option(..., "--corpus", help=f"Emotion corpus adapter: {', '.join(EMOTION_ADAPTERS)}.")),
+        "root": (Optional[Path], typer.Option(None, "--root", help="Corpus root (for csv: the CSV file; for demo: the demo-corpus folder).")),
+        "noise_root": (Optional[Path], typer.Option(None, "--noise-root", help=noise_root_help)),
+        "noise_layout": (str, typer.Option("musan", "--noise-layout", help=f"Layout of --noise-root: {', '.join(_NOISE_LAYOUTS)} (folder: every audio file below it is noise; then use --noise-types noise).")),
+        "out": (Path, typer.Option(Path("data/stores"), "--out", help="Output folder; the store is OUT/<corpus>.")),
+        "jobs": (int, typer.Option(-1, "--jobs", "-j", help="Worker processes (-1: all cores).")),
+        "seed": (int, typer.Option(0, help="Seed of the plan: the same inputs and seed give byte-identical shards.")),
+        "backend": (str, typer.Option("loky", help="joblib backend: loky (local processes) or dask (a Dask cluster).")),
+        "scheduler": (Optional[str], typer.Option(None, help="Dask scheduler address (tcp://host:8786) for --backend dask; default: a local cluster.")),
+        "metrics": (str, typer.Option(metrics_default, "--metrics", help=metrics_help)),
+        "utts_per_shard": (int, typer.Option(16, help="Utterances per shard (a superset shard holds 30x as many mixes).")),
+        "limit": (int, typer.Option(0, help="Use only the first N utterances of each split (0: all); for quick trials.")),
+        "quiet": (bool, typer.Option(False, "--quiet", "-q", help="No progress bar.")),
+    }
+    for parameter, (flag, corpora) in _SPLIT_OPTIONS.items():
+        options[parameter] = (Optional[str], typer.Option(None, flag, help=_split_option_help(parameter, corpora)))
+    return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+            for name, (kind, default) in options.items()]
+
+
+_ALL_METRICS_HELP = f"Metrics to compute for every mix (comma-separated; registered: {', '.join(metric_names())})."
+_BASELINE_METRICS_HELP = "Metrics to compute for every mix (comma-separated; default none: the baseline does not use them)."
+_MUSAN_HELP = "MUSAN root (noise/ and music/); demo: <root>/musan."
+
+
+def _stage(name: str, stage: str, metrics_default: str, metrics_help: str = _ALL_METRICS_HELP,
+           noise_root_help: str = _MUSAN_HELP) -> Callable:
+    """Register a stage command. The decorated function takes the shared options as
+    :class:`_StageArgs` and its own options, and returns (tasks, info, rejects); here
+    they are built into OUT/<corpus>. A user's mistake anywhere ends with one line."""
+
+    def register(plan: Callable) -> Callable:
+        own = [p for p in inspect.signature(plan).parameters.values() if p.name != "args"]
+        shared = _shared_options(metrics_default, metrics_help, noise_root_help)
+        shared_names = [p.name for p in shared]
+
+        def command(**values):
+            splits = {p: values.pop(p) for p in _SPLIT_OPTIONS if values.get(p) is not None}
+            for p in _SPLIT_OPTIONS:
+                values.pop(p, None)
+            args = _StageArgs(**{n: values.pop(n) for n in shared_names if n in values}, splits=splits)
+            try:
+                tasks, info, rejects = plan(args, **values)
+            except InputError as exc:
+                fail(str(exc))
+            _build_and_report(args.out / args.corpus, stage, tasks, info, rejects, args)
+
+        parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared
+        command.__signature__ = inspect.Signature(parameters)
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        command.__doc__ = plan.__doc__
+        command.__name__ = plan.__name__
+        app.command(name, cls=_Command)(command)
+        return plan
+
+    return register
+
+
+def _corpus_keywords(args: _StageArgs) -> dict:
+    """The adapter's split keywords from the options given; one that the corpus does not take is an error."""
+    taken = {o.parameter: o for o in split_options(args.corpus)}
+    keywords = {}
+    for parameter, text in args.splits.items():
+        if parameter not in taken:
+            flag, corpora = _SPLIT_OPTIONS[parameter]
+            fail(f"{flag} applies to --corpus {' or '.join(corpora)}, not {args.corpus}")
+        keywords[parameter] = taken[parameter].parse(text)
+    return keywords
+
+
+def _load_corpus(args: _StageArgs):
+    """(utterances, rejects, label files read) of the stage's corpus."""
     from mixer import corpora
 
-    if corpus not in CORPORA:
-        fail(f"--corpus {corpus!r}: expected one of {', '.join(CORPORA)}")
+    corpus, root = args.corpus, args.root
+    if corpus not in EMOTION_ADAPTERS:
+        fail(f"--corpus {corpus!r}: expected one of {', '.join(EMOTION_ADAPTERS)}")
+    keywords = _corpus_keywords(args)
     if root is None:
         fail(f"--root is required for --corpus {corpus}")
     if not root.exists():
         fail(f"{root}: corpus root not found")
     with corpora.counting_label_rows() as counts:
-        utts, rejects = corpora.EMOTION_CORPORA[corpus](root)
-    if limit > 0:
+        utts, rejects = corpora.EMOTION_CORPORA[corpus](root, **keywords)
+    if args.limit > 0:
         kept = []
         for split in sorted({u.split for u in utts}):
-            kept += sorted((u for u in utts if u.split == split), key=lambda u: u.utt_id)[:limit]
+            kept += sorted((u for u in utts if u.split == split), key=lambda u: u.utt_id)[:args.limit]
         utts = kept
     if not utts:
         fail(f"{root}: no usable utterances found ({len(rejects)} rejected)")
     return utts, [{"file": r.file, "reason": r.reason} for r in rejects], _label_files(counts)
 
 
-def _load_noise(kind: str, root: Optional[Path], option: str):
-    """(noise files, rejects, label files read) of the ``kind`` adapter at ``root``."""
+def _load_noise(layout: str, root: Optional[Path], option: str):
+    """(noise files, rejects, label files read) of the ``layout`` adapter at ``root``."""
     from mixer import corpora
 
+    if layout not in NOISE_CORPORA:
+        fail(f"{option.replace('root', 'layout')} {layout!r}: expected one of {', '.join(NOISE_CORPORA)}")
     if root is None:
         fail(f"{option} is required")
     if not root.exists():
         fail(f"{root}: noise root not found ({option})")
     with corpora.counting_label_rows() as counts:
-        files, rejects = corpora.NOISE_CORPORA[kind](root)
+        files, rejects = corpora.NOISE_CORPORA[layout](root)
     return files, [{"file": r.file, "reason": r.reason} for r in rejects], _label_files(counts)
 
 
 def _default_noise_root(corpus: str, root: Optional[Path], noise_root: Optional[Path], name: str) -> Optional[Path]:
     """The noise root a stage uses: the user's, or for the demo corpus its own stand-in."""
-    if noise_root is None and corpus == "demo" and root is not None:
-        from mixer.corpora.demo import default_noise_root
+    from mixer.corpora.demo import NOISE_FOLDERS, default_noise_root
 
+    if noise_root is None and corpus == "demo" and root is not None and name in NOISE_FOLDERS:
         return default_noise_root(root, name)
     return noise_root
 
 
 @dataclass
 class _Inputs:
-    """A stage's inputs: the corpus's utterances and the MUSAN noise, with their rejects."""
+    """A stage's inputs: the corpus's utterances and the noise, with their rejects."""
 
     utts: list
     rejects: list[dict]  # the corpus's and the noise's
@@ -110,36 +258,29 @@ class _Inputs:
     noise_root: Optional[Path]  # the root actually used (a demo corpus brings its own)
     noises: list
 
-    def info(self, corpus: str, root: Optional[Path], opts, seed: int, utterances: int, **extra) -> dict:
+    def info(self, args: _StageArgs, opts, utterances: int, **extra) -> dict:
         """What a stage's plan records about its inputs."""
-        return {"corpus": corpus, "root": str(root), "noise_root": str(self.noise_root or ""), "options": asdict(opts),
-                "seed": seed, "utterances": utterances, "noise_files": len(self.noises),
-                "label_files": self.label_files, **extra}
+        return {"corpus": args.corpus, "root": str(args.root), "noise_root": str(self.noise_root or ""),
+                "options": asdict(opts), "seed": args.seed, "utterances": utterances,
+                "noise_files": len(self.noises), "label_files": self.label_files, **extra}
 
 
-def _load_inputs(corpus: str, root: Optional[Path], noise_root: Optional[Path], limit: int) -> _Inputs:
-    utts, rejects, label_files = _load_corpus(corpus, root, limit)
-    noise_root = _default_noise_root(corpus, root, noise_root, "musan")
-    noises, noise_rejects, _ = _load_noise("musan", noise_root, "--noise-root")
+def _load_inputs(args: _StageArgs) -> _Inputs:
+    if args.noise_layout not in NOISE_CORPORA:  # before reading a corpus for nothing
+        fail(f"--noise-layout {args.noise_layout!r}: expected one of {', '.join(NOISE_CORPORA)}")
+    utts, rejects, label_files = _load_corpus(args)
+    noise_root = _default_noise_root(args.corpus, args.root, args.noise_root, args.noise_layout)
+    noises, noise_rejects, _ = _load_noise(args.noise_layout, noise_root, "--noise-root")
     return _Inputs(utts, rejects + noise_rejects, label_files, noise_root, noises)
 
 
-def _noise_type_list(text: str) -> tuple[str, ...]:
-    return _split_list(text, ("noise", "music", "speech"), "--noise-types")
-
-
-def _metric_list(metrics: str) -> tuple[str, ...]:
-    return _split_list(metrics, ALL_METRICS, "--metrics") if metrics else ()
-
-
-def _build_and_report(store: Path, stage: str, tasks, info: dict, rejects: list[dict],
-                      jobs: int, backend: str, scheduler: Optional[str], quiet: bool) -> None:
+def _build_and_report(store: Path, stage: str, tasks, info: dict, rejects: list[dict], args: _StageArgs) -> None:
     """Run one stage; a user's mistake or Ctrl-C ends with one line, never a traceback."""
     from mixer.build import BuildError, run_stage
 
     try:
-        summary = run_stage(store, stage, tasks, info, rejects, jobs=jobs, backend=backend,
-                            scheduler=scheduler, progress=not quiet)
+        summary = run_stage(store, stage, tasks, info, rejects, jobs=args.jobs, backend=args.backend,
+                            scheduler=args.scheduler, progress=not args.quiet)
     except InputError as exc:
         fail(str(exc))
     except BuildError as exc:  # a worker killed by the OS: not the user's input, exit 1
@@ -157,32 +298,6 @@ def _build_and_report(store: Path, stage: str, tasks, info: dict, rejects: list[
         typer.echo(f"  {line}")
     for count in info.get("label_files", []):
         typer.echo(f"  {'label rows':18s}{LabelCount(**count).summary()}")
-
-
-JOBS = typer.Option(-1, "--jobs", "-j", help="Worker processes (-1: all cores).")
-SEED = typer.Option(0, help="Seed of the plan: the same inputs and seed give byte-identical shards.")
-BACKEND = typer.Option("loky", help="joblib backend: loky (local processes) or dask (a Dask cluster).")
-SCHEDULER = typer.Option(None, help="Dask scheduler address (tcp://host:8786) for --backend dask; default: a local cluster.")
-METRICS = typer.Option("stoi,pesq,fwsnrseg", help="Metrics to compute for every mix (comma-separated).")
-PER_SHARD = typer.Option(16, help="Utterances per shard (a superset shard holds 30x as many mixes).")
-LIMIT = typer.Option(0, help="Use only the first N utterances of each split (0: all); for quick trials.")
-QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
-CORPUS_OPT = typer.Option(..., "--corpus", help=f"Emotion corpus adapter: {', '.join(CORPORA)}.")
-ROOT_OPT = typer.Option(None, "--root", help="Corpus root (for csv: the CSV file; for demo: the demo-corpus folder).")
-NOISE_ROOT_OPT = typer.Option(None, "--noise-root", help="MUSAN root (noise/ and music/); demo: <root>/musan.")
-OUT_OPT = typer.Option(Path("data/stores"), "--out", help="Output folder; the store is OUT/<corpus>.")
-BASELINE_NOISE_TYPES = typer.Option("noise,music", "--noise-types", help="MUSAN parts to mix with.")
-BASELINE_METRICS = typer.Option("", "--metrics", help="Metrics to compute for every mix (comma-separated; default none: the baseline does not use them).")
-
-
-def _snr_list(snrs: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(x) for x in snrs.split(",") if x.strip())
-    except ValueError:
-        values = ()
-    if not values:
-        fail(f"--snrs {snrs!r}: expected comma-separated numbers of dB")
-    return values
 
 
 @app.command("demo-corpus", cls=_Command)
@@ -204,100 +319,59 @@ def demo_corpus(
         typer.echo(f"{name:6s} {path}")
 
 
-@app.command("superset", cls=_Command)
+_ALL = ",".join(BUILTIN_METRICS)
+_BASELINE_NOISE_TYPES_HELP = "MUSAN parts to mix with."
+
+
+@_stage("superset", "superset", metrics_default=_ALL)
 def superset(
-    corpus: str = CORPUS_OPT,
-    root: Optional[Path] = ROOT_OPT,
-    noise_root: Optional[Path] = NOISE_ROOT_OPT,
-    out: Path = OUT_OPT,
-    jobs: int = JOBS,
-    seed: int = SEED,
-    backend: str = BACKEND,
-    scheduler: Optional[str] = SCHEDULER,
+    args: _StageArgs,
     bins: int = typer.Option(15, help="SNR bins over [snr-min, snr-max)."),
     snr_min: float = typer.Option(0.0, help="Lowest SNR in dB."),
     snr_max: float = typer.Option(30.0, help="Highest SNR in dB (excluded)."),
     noise_types: str = typer.Option("noise,music", help="MUSAN parts to mix with, one mix per bin and type."),
-    metrics: str = METRICS,
-    utts_per_shard: int = PER_SHARD,
-    limit: int = LIMIT,
-    quiet: bool = QUIET,
 ):
     """Mix every train and validation utterance with noise and music in every SNR bin (30N),
     score every mix and write WebDataset shards, the metadata table and the manifest."""
     from mixer.plan import SupersetOptions, plan_clean, plan_superset
 
-    try:
-        opts = SupersetOptions(snr_min=snr_min, snr_max=snr_max, bins=bins,
-                               noise_types=_noise_type_list(noise_types),
-                               utts_per_shard=max(utts_per_shard, 1), seed=seed,
-                               metrics=_metric_list(metrics))
-        inputs = _load_inputs(corpus, root, noise_root, limit)
-        train_val = [u for u in inputs.utts if u.split in ("train", "validation")]
-        if not train_val:
-            fail(f"{root}: no train or validation utterances")
-        tasks = plan_clean(train_val, opts.utts_per_shard) + plan_superset(train_val, inputs.noises, opts)
-        info = inputs.info(corpus, root, opts, seed, len(train_val))
-    except InputError as exc:
-        fail(str(exc))
-    _build_and_report(out / corpus, "superset", tasks, info, inputs.rejects, jobs, backend, scheduler, quiet)
+    opts = SupersetOptions(snr_min=snr_min, snr_max=snr_max, bins=bins, noise_types=_noise_type_list(noise_types),
+                           utts_per_shard=args.per_shard, seed=args.seed, metrics=args.metric_list())
+    inputs = _load_inputs(args)
+    train_val = [u for u in inputs.utts if u.split in ("train", "validation")]
+    if not train_val:
+        fail(f"{args.root}: no train or validation utterances")
+    tasks = plan_clean(train_val, opts.utts_per_shard) + plan_superset(train_val, inputs.noises, opts)
+    return tasks, inputs.info(args, opts, len(train_val)), inputs.rejects
 
 
-@app.command("fixed-snr", cls=_Command)
+@_stage("fixed-snr", "fixed_snr", metrics_default="", metrics_help=_BASELINE_METRICS_HELP)
 def fixed_snr(
-    corpus: str = CORPUS_OPT,
-    root: Optional[Path] = ROOT_OPT,
-    noise_root: Optional[Path] = NOISE_ROOT_OPT,
-    out: Path = OUT_OPT,
+    args: _StageArgs,
     snrs: str = typer.Option("0,5,10", help="Exact SNRs (dB): one mix per SNR and noise type for every train utterance."),
-    noise_types: str = BASELINE_NOISE_TYPES,
-    jobs: int = JOBS,
-    seed: int = SEED,
-    backend: str = BACKEND,
-    scheduler: Optional[str] = SCHEDULER,
-    metrics: str = BASELINE_METRICS,
-    utts_per_shard: int = PER_SHARD,
-    limit: int = LIMIT,
-    quiet: bool = QUIET,
+    noise_types: str = typer.Option("noise,music", "--noise-types", help=_BASELINE_NOISE_TYPES_HELP),
 ):
     """The Fixed-SNR baseline's training mixes: every train utterance with noise and with music
     at 0, 5 and 10 dB (6N; with the clean utterances of the superset, 7N), in the same store,
     seeded and resumable like the superset (trainer run --strategy fixed-snr)."""
     from mixer.plan import FixedSnrOptions, plan_fixed_snr
 
-    try:
-        snr_values = _snr_list(snrs)
-        opts = FixedSnrOptions(snrs=snr_values, noise_types=_noise_type_list(noise_types),
-                               utts_per_shard=max(utts_per_shard, 1), seed=seed, metrics=_metric_list(metrics))
-        inputs = _load_inputs(corpus, root, noise_root, limit)
-        train = [u for u in inputs.utts if u.split == "train"]
-        if not train:
-            fail(f"{root}: no train utterances")
-        tasks = plan_fixed_snr(train, inputs.noises, opts)
-        info = inputs.info(corpus, root, opts, seed, len(train))
-    except InputError as exc:
-        fail(str(exc))
-    _build_and_report(out / corpus, "fixed_snr", tasks, info, inputs.rejects, jobs, backend, scheduler, quiet)
+    opts = FixedSnrOptions(snrs=_snr_list(snrs), noise_types=_noise_type_list(noise_types),
+                           utts_per_shard=args.per_shard, seed=args.seed, metrics=args.metric_list())
+    inputs = _load_inputs(args)
+    train = [u for u in inputs.utts if u.split == "train"]
+    if not train:
+        fail(f"{args.root}: no train utterances")
+    return plan_fixed_snr(train, inputs.noises, opts), inputs.info(args, opts, len(train)), inputs.rejects
 
 
-@app.command("copypaste", cls=_Command)
+@_stage("copypaste", "copypaste", metrics_default="", metrics_help=_BASELINE_METRICS_HELP)
 def copypaste(
-    corpus: str = CORPUS_OPT,
-    root: Optional[Path] = ROOT_OPT,
-    noise_root: Optional[Path] = NOISE_ROOT_OPT,
-    out: Path = OUT_OPT,
+    args: _StageArgs,
     ratio: float = typer.Option(0.8, min=0.0, help="New concatenated samples per train utterance (0.8: 0.8N, rounded)."),
     max_segment_s: float = typer.Option(4.0, help="Each concatenated utterance is cut to at most this many seconds (a seeded random stretch)."),
     snrs: str = typer.Option("0,5,10", help="Exact SNRs (dB): one mix per SNR and noise type for every train utterance and every new sample."),
-    noise_types: str = BASELINE_NOISE_TYPES,
-    jobs: int = JOBS,
-    seed: int = SEED,
-    backend: str = BACKEND,
-    scheduler: Optional[str] = SCHEDULER,
-    metrics: str = BASELINE_METRICS,
-    utts_per_shard: int = PER_SHARD,
-    limit: int = LIMIT,
-    quiet: bool = QUIET,
+    noise_types: str = typer.Option("noise,music", "--noise-types", help=_BASELINE_NOISE_TYPES_HELP),
 ):
     """The CopyPaste baseline (Pappagari et al. 2021): 0.8N new train samples, each a neutral
     and an emotional utterance (labelled with the emotion) or two utterances of one emotion
@@ -307,66 +381,50 @@ def copypaste(
     superset."""
     from mixer.plan import CopyPasteOptions, copypaste_count, plan_copypaste
 
-    try:
-        snr_values = _snr_list(snrs)
-        if not max_segment_s > 0:
-            fail(f"--max-segment-s {max_segment_s}: expected a positive number of seconds")
-        opts = CopyPasteOptions(ratio=ratio, max_segment_s=max_segment_s, snrs=snr_values,
-                                noise_types=_noise_type_list(noise_types),
-                                utts_per_shard=max(utts_per_shard, 1), seed=seed, metrics=_metric_list(metrics))
-        inputs = _load_inputs(corpus, root, noise_root, limit)
-        n_train = sum(u.split == "train" for u in inputs.utts)
-        if not n_train:
-            fail(f"{root}: no train utterances")
-        tasks = plan_copypaste(inputs.utts, inputs.noises, opts)  # every split: composite ids must not clash with any
-        info = inputs.info(corpus, root, opts, seed, n_train, composites=copypaste_count(n_train, ratio))
-    except InputError as exc:
-        fail(str(exc))
-    _build_and_report(out / corpus, "copypaste", tasks, info, inputs.rejects, jobs, backend, scheduler, quiet)
+    snr_values = _snr_list(snrs)
+    if not max_segment_s > 0:
+        fail(f"--max-segment-s {max_segment_s}: expected a positive number of seconds")
+    opts = CopyPasteOptions(ratio=ratio, max_segment_s=max_segment_s, snrs=snr_values,
+                            noise_types=_noise_type_list(noise_types),
+                            utts_per_shard=args.per_shard, seed=args.seed, metrics=args.metric_list())
+    inputs = _load_inputs(args)
+    n_train = sum(u.split == "train" for u in inputs.utts)
+    if not n_train:
+        fail(f"{args.root}: no train utterances")
+    tasks = plan_copypaste(inputs.utts, inputs.noises, opts)  # every split: composite ids must not clash with any
+    return tasks, inputs.info(args, opts, n_train, composites=copypaste_count(n_train, ratio)), inputs.rejects
 
 
-@app.command("testsets", cls=_Command)
+@_stage("testsets", "testsets", metrics_default=_ALL,
+        noise_root_help="MUSAN root for the seen-noise tests; demo: <root>/musan.")
 def testsets(
-    corpus: str = CORPUS_OPT,
-    root: Optional[Path] = ROOT_OPT,
-    noise_root: Optional[Path] = typer.Option(None, help="MUSAN root for the seen-noise tests; demo: <root>/musan."),
+    args: _StageArgs,
     unseen_root: Optional[Path] = typer.Option(None, help="ESC-50 root for the unseen-noise test; demo: <root>/esc50."),
-    out: Path = OUT_OPT,
+    unseen_layout: str = typer.Option("esc50", help=f"Layout of --unseen-root: {', '.join(_NOISE_LAYOUTS)} (folder: every audio file below it)."),
     snrs: str = typer.Option("0,5,10", help="Exact SNRs (dB) of the seen-noise test sets."),
-    jobs: int = JOBS,
-    seed: int = SEED,
-    backend: str = BACKEND,
-    scheduler: Optional[str] = SCHEDULER,
-    metrics: str = METRICS,
-    utts_per_shard: int = PER_SHARD,
-    limit: int = LIMIT,
-    quiet: bool = QUIET,
+    noise_types: str = typer.Option("noise,music", "--noise-types", help="MUSAN parts of the seen-noise test sets, one mix per SNR and type."),
 ):
     """Write the test sets: clean; MUSAN noise and music at exactly 0, 5 and 10 dB; ESC-50
     noise at an SNR uniform in [0, 30] (unseen)."""
     from mixer.plan import TestsetOptions, plan_clean, plan_testsets
 
-    try:
-        snr_values = _snr_list(snrs)
-        inputs = _load_inputs(corpus, root, noise_root, limit)
-        test_splits = tuple(sorted({u.split for u in inputs.utts if u.split.startswith("test")}))
-        if not test_splits:
-            fail(f"{root}: no test utterances")
-        opts = TestsetOptions(snrs=snr_values, utts_per_shard=max(utts_per_shard, 1), seed=seed, splits=test_splits,
-                              metrics=_metric_list(metrics))
-        unseen_root = _default_noise_root(corpus, root, unseen_root, "esc50")
-        unseen, unseen_rejects, unseen_labels = (([], [], []) if unseen_root is None
-                                                 else _load_noise("esc50", unseen_root, "--unseen-root"))
-        if unseen_root is None:
-            typer.echo("note: no --unseen-root given, the unseen-noise test set is skipped", err=True)
-        tests = [u for u in inputs.utts if u.split in test_splits]
-        tasks = plan_clean(tests, opts.utts_per_shard) + plan_testsets(tests, inputs.noises, unseen, opts)
-        info = inputs.info(corpus, root, opts, seed, len(tests), unseen_root=str(unseen_root or ""),
-                           unseen_files=len(unseen), label_files=inputs.label_files + unseen_labels)
-    except InputError as exc:
-        fail(str(exc))
-    _build_and_report(out / corpus, "testsets", tasks, info, inputs.rejects + unseen_rejects,
-                      jobs, backend, scheduler, quiet)
+    snr_values = _snr_list(snrs)
+    inputs = _load_inputs(args)
+    test_splits = tuple(sorted({u.split for u in inputs.utts if u.split.startswith("test")}))
+    if not test_splits:
+        fail(f"{args.root}: no test utterances")
+    opts = TestsetOptions(snrs=snr_values, noise_types=_noise_type_list(noise_types), utts_per_shard=args.per_shard,
+                          seed=args.seed, splits=test_splits, metrics=args.metric_list())
+    unseen_root = _default_noise_root(args.corpus, args.root, unseen_root, unseen_layout)
+    unseen, unseen_rejects, unseen_labels = (([], [], []) if unseen_root is None
+                                             else _load_noise(unseen_layout, unseen_root, "--unseen-root"))
+    if unseen_root is None:
+        typer.echo("note: no --unseen-root given, the unseen-noise test set is skipped", err=True)
+    tests = [u for u in inputs.utts if u.split in test_splits]
+    tasks = plan_clean(tests, opts.utts_per_shard) + plan_testsets(tests, inputs.noises, unseen, opts)
+    info = inputs.info(args, opts, len(tests), unseen_root=str(unseen_root or ""),
+                       unseen_files=len(unseen), label_files=inputs.label_files + unseen_labels)
+    return tasks, info, inputs.rejects + unseen_rejects
 
 
 app.command("verify", cls=_Command)(verify)

@@ -106,6 +106,14 @@ ESC_CATEGORIES = {
 }
 
 
+#: The demo corpus's random streams: the first part of each file's stream key (values fixed:
+#: they shape every demo file).
+VOICE_STREAM = 1  # a speaker's voice, keyed by speaker number
+SPEECH_STREAM = 2  # an utterance, keyed by (split, class, index)
+MUSAN_STREAM = 3  # a noise or music file, keyed by (group, index)
+ESC50_STREAM = 7  # an unseen-noise clip, keyed by (category, index)
+
+
 def _rng(seed: int, *key: int) -> np.random.Generator:
     """An independent stream per file, so one file's content does not depend on the others."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy=seed, spawn_key=key)))
@@ -447,14 +455,14 @@ def _write_speech(out: Path, seed: int, per_split: dict[str, int], speakers: dic
         voices = []
         for i in range(count):  # alternating male and female voices
             speaker_number += 1
-            voices.append([f"{speaker_number:04d}", _voice(_rng(seed, 1, speaker_number), female=i % 2 == 1), 0])
+            voices.append([f"{speaker_number:04d}", _voice(_rng(seed, VOICE_STREAM, speaker_number), female=i % 2 == 1), 0])
         for emotion_index, emotion in enumerate(CLASS_CODES):
             for j in range(per_split[split]):
                 voice_entry = voices[j % count]
                 spk_id, voice, made = voice_entry
                 voice_entry[2] += 1
                 # seeded by (split, class, index): growing one count leaves the other files as they were
-                rng = _rng(seed, 2, split_index, emotion_index, j)
+                rng = _rng(seed, SPEECH_STREAM, split_index, emotion_index, j)
                 wav = _speech(rng, voice, _style(rng, emotion), float(rng.uniform(1.5, 4.0)))
                 name = f"DEMO_{spk_id}_{made:04d}.wav"
                 _write_wav(audio_dir / name, wav, SR)
@@ -485,7 +493,7 @@ def _write_musan(out: Path, seed: int, noise_files: int, music_files: int) -> No
     for group, (folder, stem, count, maker, level) in enumerate(plan):
         (root / folder).mkdir(parents=True)
         for k in range(count):
-            rng = _rng(seed, 3, group, k)
+            rng = _rng(seed, MUSAN_STREAM, group, k)
             seconds = _duration(rng, k)
             _write_wav(root / folder / f"{stem}-{k:04d}.wav", _set_level(maker(rng, k, seconds), level), SR)
 
@@ -498,7 +506,7 @@ def _write_esc50(out: Path, seed: int, clips_per_category: int) -> None:
     n = 5 * ESC_SR
     for c, (category, target) in enumerate(ESC_CATEGORIES.items()):
         for j in range(clips_per_category):
-            rng = _rng(seed, 7, c, j)
+            rng = _rng(seed, ESC50_STREAM, c, j)
             fold = j % 5 + 1
             clip_id = 100000 + 100 * c + j
             name = f"{fold}-{clip_id}-A-{target}.wav"

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shards.errors import InputError
-
 from mixer.records import NoiseFile, Utterance
+from shards.apportion import largest_remainder
+from shards.errors import InputError
 from shards.vocab import (
     CLEAN_SUBSET, COPYPASTE_ID, COPYPASTE_MIX_SUBSET, COPYPASTE_SUBSET, EMOTIONS, FIXED_SNR_SUBSET, NEUTRAL, SAMPLE_RATE, TRAIN,
     METRICS, SUPERSET_SPLITS, SUPERSET_SUBSET, UNSEEN_SUBSET, shard_name, snr_subset, snr_tag,
@@ -236,15 +236,9 @@ def copypaste_count(n_train: int, ratio: float = 0.8) -> int:
     return int(math.floor(n_train * ratio + 0.5))
 
 
-def _largest_remainder(total: int, weights: dict[str, int]) -> dict[str, int]:
+def _shares(total: int, weights: dict[str, int]) -> dict[str, int]:
     """``total`` split in proportion to ``weights`` (largest remainder; ties in dict order)."""
-    whole = sum(weights.values())
-    shares = {k: total * w / whole for k, w in weights.items()}
-    counts = {k: int(math.floor(v)) for k, v in shares.items()}
-    order = sorted(weights, key=lambda k: -(shares[k] - counts[k]))  # stable: ties keep dict order
-    for k in order[: total - sum(counts.values())]:
-        counts[k] += 1
-    return counts
+    return dict(zip(weights, largest_remainder(total, list(weights.values())).tolist()))
 
 
 def copypaste_composites(utts: list[Utterance], opts: CopyPasteOptions) -> list[UttJob]:
@@ -272,9 +266,9 @@ def copypaste_composites(utts: list[Utterance], opts: CopyPasteOptions) -> list[
         raise InputError("CopyPaste needs two train utterances of one emotion at least (found none)")
     kinds = []
     if n_pair:
-        kinds += [("pair", c) for c, k in _largest_remainder(n_pair, pair_classes).items() for _ in range(k)]
+        kinds += [("pair", c) for c, k in _shares(n_pair, pair_classes).items() for _ in range(k)]
     if n_same:
-        kinds += [("same", c) for c, k in _largest_remainder(n_same, same_classes).items() for _ in range(k)]
+        kinds += [("same", c) for c, k in _shares(n_same, same_classes).items() for _ in range(k)]
     ids = [COPYPASTE_ID.format(i) for i in range(len(kinds))]
     clash = sorted({u.utt_id for u in utts} & set(ids))
     if clash:

@@ -34,13 +34,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scoring.plots import plot_levels
-from scoring.quantize import AUTHORS_MAX_ITER, QUANTIZER_NAMES, UniformQuantizer, make_quantizer
+from scoring.quantize import AUTHORS_MAX_ITER, AUTHORS_RANDOM_STATE, QUANTIZER_NAMES, UniformQuantizer, make_quantizer
 from shards.atomic import sha256_file
 from shards.errors import InputError
 from shards.levelindex import level_index_paths, members_table_from_columns, sort_members, write_level_index
+from shards.metrics import MetricSpec, metric_names, metric_spec
 from shards.reader import open_store
 from shards.vocab import (
-    LEVELS_DIR, METRICS, PESQ_FAILED, SUPERSET_SUBSET, TABLE, TEST_SUBSET_PREFIX, TRAIN, VALIDATION,
+    LEVELS_DIR, PESQ_FAILED, SUPERSET_SUBSET, TABLE, TEST_SUBSET_PREFIX, TRAIN, VALIDATION,
 )
 
 DEFAULT_MIN_TRAIN_PER_LEVEL = 32
@@ -132,9 +133,9 @@ class _Mixes:
     snr: np.ndarray
 
 
-def _read_mixes(store, metric: str) -> _Mixes:
+def _read_mixes(store, spec: MetricSpec) -> _Mixes:
     metadata_path = store.path / TABLE
-    wanted = list(BASE_COLUMNS) + [metric]
+    wanted = list(BASE_COLUMNS) + [spec.column]
     names = store.table_columns()
     missing = [c for c in wanted if c not in names]
     if missing:
@@ -172,9 +173,9 @@ def _read_mixes(store, metric: str) -> _Mixes:
     group = combo_to_group[combo_inverse.reshape(-1)] if combo_ids.size else np.empty(0, np.int64)
     fit_group = group_names.index(FIT_SPLIT) if FIT_SPLIT in group_names else -1
 
-    value = _floats(mixes[metric])
+    value = _floats(mixes[spec.column])
     failed = ~np.isfinite(value)
-    if metric == "pesq":
+    if spec.name == "pesq":
         failed |= value == PESQ_FAILED
 
     shard, shard_names = _codes(mixes["shard"])
@@ -204,19 +205,19 @@ def _read_mixes(store, metric: str) -> _Mixes:
 # ----------------------------------------------------------------------------------
 # levels
 # ----------------------------------------------------------------------------------
-def _assign(mixes: _Mixes, quantizer, fit_mask: np.ndarray, assign_mask: np.ndarray) -> np.ndarray:
-    """Levels 1..K for assigned rows, 0 for rows left out."""
-    levels = np.zeros(mixes.value.size, dtype=np.int64)
+def _assign(goodness: np.ndarray, quantizer, fit_mask: np.ndarray, assign_mask: np.ndarray) -> np.ndarray:
+    """Levels 1..K for assigned rows, 0 for rows left out; ``goodness`` is highest at level 1."""
+    levels = np.zeros(goodness.size, dtype=np.int64)
     if isinstance(quantizer, UniformQuantizer):
         # Train samples get their rank-based level (equal counts, ties by key since
         # rows are in key order); everything else is placed by the stored boundaries.
-        quantizer.fit(mixes.value[fit_mask])
+        quantizer.fit(goodness[fit_mask])
         levels[fit_mask] = quantizer.labels_
         others = assign_mask & ~fit_mask
-        levels[others] = quantizer.predict(mixes.value[others])
+        levels[others] = quantizer.predict(goodness[others])
     else:
-        quantizer.fit(mixes.value[fit_mask])
-        levels[assign_mask] = quantizer.predict(mixes.value[assign_mask])
+        quantizer.fit(goodness[fit_mask])
+        levels[assign_mask] = quantizer.predict(goodness[assign_mask])
     return levels
 
 
@@ -289,76 +290,104 @@ def _members(mixes: _Mixes, levels: np.ndarray) -> pa.Table:
     return sort_members(table, mixes.group_names)
 
 
-def _score_one(
-    metadata_path: Path,
-    metadata_sha256: str,
-    mixes: _Mixes,
-    metric: str,
-    quant: str,
-    n_levels: int,
-    random_state: int,
-    max_iter: int,
-    min_train_per_level: int,
-    out_dir: Path,
-    plot: bool,
-) -> ScoreResult:
-    quantizer = make_quantizer(quant, n_levels=n_levels, random_state=random_state, max_iter=max_iter)
-    in_fit_group = mixes.group == mixes.fit_group
-    fit_mask = in_fit_group & ~mixes.failed
+@dataclass(frozen=True)
+class _Scoring:
+    """What one ``prep score`` run fits with, the same for each quantizer it fits."""
+
+    metadata_path: Path  # the table, as messages name it
+    metadata_sha256: str
+    metric: MetricSpec
+    n_levels: int
+    random_state: int
+    max_iter: int
+    min_train_per_level: int
+    out_dir: Path
+    plot: bool
+
+    def stem(self, quant: str) -> str:
+        return f"{self.metric.name}-{quant}-k{self.n_levels}"
+
+
+def _goodness(spec: MetricSpec, values: np.ndarray) -> np.ndarray:
+    """What the quantizers rank (highest = level 1): the values, negated for a metric where
+    lower means less distorted."""
+    return values if spec.higher_is_better else -values
+
+
+def _fit_levels(run: _Scoring, mixes: _Mixes, quant: str):
+    """(quantizer, levels 0..K of every mix, train mixes fitted on)."""
+    metric = run.metric.name
+    quantizer = make_quantizer(quant, n_levels=run.n_levels, random_state=run.random_state, max_iter=run.max_iter)
+    fit_mask = (mixes.group == mixes.fit_group) & ~mixes.failed
     assign_mask = ~mixes.failed
     n_fit = int(fit_mask.sum())
     if n_fit == 0:
         raise InputError(
-            f"{metadata_path}: no finite '{metric}' value among the train superset mixes "
+            f"{run.metadata_path}: no finite '{metric}' value among the train superset mixes "
             f"(subset == 'superset', split == 'train'); run the metric stage first"
         )
-    if n_fit < n_levels:
-        raise InputError(f"{metadata_path}: {n_fit} train superset mixes with a '{metric}' value cannot fill {n_levels} levels")
-    levels = _assign(mixes, quantizer, fit_mask, assign_mask)
+    if n_fit < run.n_levels:
+        raise InputError(f"{run.metadata_path}: {n_fit} train superset mixes with a '{metric}' value cannot fill {run.n_levels} levels")
+    levels = _assign(_goodness(run.metric, mixes.value), quantizer, fit_mask, assign_mask)
+    return quantizer, levels, n_fit
 
-    stats = _level_stats(mixes, levels, n_levels)
-    missing = {name: int(np.sum(mixes.failed & (mixes.group == g))) for g, name in enumerate(mixes.group_names)}
+
+def _level_warnings(run: _Scoring, quant: str, quantizer, train_counts: list[int]) -> list[str]:
+    """What ``prep score`` warns about: thin or empty train levels, a mixture not converged."""
+    stem = run.stem(quant)
     messages: list[str] = []
-    train_counts = [row["count"] for row in stats[FIT_SPLIT]]
     for lv, count in enumerate(train_counts, start=1):
         if count == 0:
             messages.append(
-                f"{metric}-{quant}-k{n_levels}: level {lv} holds no train samples (the trainer "
+                f"{stem}: level {lv} holds no train samples (the trainer "
                 f"gives its share to the other levels); fewer --levels usually fills every level"
             )
-        elif count < min_train_per_level:
+        elif count < run.min_train_per_level:
             messages.append(
-                f"{metric}-{quant}-k{n_levels}: level {lv} holds {count} train samples "
-                f"(< {min_train_per_level}); the trainer must sample it with replacement"
+                f"{stem}: level {lv} holds {count} train samples "
+                f"(< {run.min_train_per_level}); the trainer must sample it with replacement"
             )
-
     if quant == "gmm" and not quantizer.converged_:
         messages.append(
-            f"{metric}-{quant}-k{n_levels}: the mixture did not converge in {quantizer.n_iter_} iterations "
+            f"{stem}: the mixture did not converge in {quantizer.n_iter_} iterations "
             f"(the authors' setting is 100); try --max-iter 500, or fewer --levels"
         )
+    return messages
+
+
+def _score_one(run: _Scoring, mixes: _Mixes, quant: str) -> ScoreResult:
+    spec, n_levels = run.metric, run.n_levels
+    metric = spec.name
+    quantizer, levels, n_fit = _fit_levels(run, mixes, quant)
+    stats = _level_stats(mixes, levels, n_levels)
+    missing = {name: int(np.sum(mixes.failed & (mixes.group == g))) for g, name in enumerate(mixes.group_names)}
+    messages = _level_warnings(run, quant, quantizer, [row["count"] for row in stats[FIT_SPLIT]])
+    best = "highest" if spec.higher_is_better else "lowest"
     summary = {
         "metric": metric,
+        "metric_label": spec.label,
+        "higher_is_better": spec.higher_is_better,
         "quant": quant,
         "n_levels": n_levels,
-        "level_order": f"level 1 = least distorted (highest {metric}), level {n_levels} = most distorted",
+        "level_order": f"level 1 = least distorted ({best} {metric}), level {n_levels} = most distorted",
         "quantizer": quantizer.to_dict(),
-        "store": {"metadata": TABLE, "metadata_sha256": metadata_sha256, "rows": mixes.n_rows, "mixes": int(mixes.value.size)},
+        "store": {"metadata": TABLE, "metadata_sha256": run.metadata_sha256, "rows": mixes.n_rows, "mixes": int(mixes.value.size)},
         "fit": {"subset": FIT_SUBSET, "split": FIT_SPLIT, "count": n_fit, "missing": missing.get(FIT_SPLIT, 0)},
-        "min_train_per_level": min_train_per_level,
+        "min_train_per_level": run.min_train_per_level,
         "groups": mixes.group_names,
         "missing": missing,
         "stats": stats,
         "warnings": messages,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, parquet_path = level_index_paths(out_dir, metric, quant, n_levels)
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, parquet_path = level_index_paths(run.out_dir, metric, quant, n_levels)
     png_path = json_path.with_suffix(".png")
     write_level_index(json_path, parquet_path, summary, _members(mixes, levels))
     paths = [json_path, parquet_path]
-    if plot:
+    if run.plot:
         in_fit = (mixes.group == mixes.fit_group) & (levels > 0)
-        plot_levels(png_path, metric, quant, quantizer, mixes.value[in_fit], levels[in_fit], mixes.snr[in_fit], n_levels)
+        plot_levels(png_path, metric, quant, quantizer, mixes.value[in_fit], levels[in_fit], mixes.snr[in_fit], n_levels,
+                    boundary_sign=1.0 if spec.higher_is_better else -1.0)
         paths.append(png_path)
     for message in messages:
         warnings.warn(message, LevelSizeWarning, stacklevel=3)
@@ -370,7 +399,7 @@ def run_scoring(
     metric: str,
     quant: str = "gmm",
     n_levels: int = 5,
-    random_state: int = 2022,
+    random_state: int = AUTHORS_RANDOM_STATE,
     min_train_per_level: int = DEFAULT_MIN_TRAIN_PER_LEVEL,
     out_dir: str | Path | None = None,
     max_iter: int = AUTHORS_MAX_ITER,
@@ -386,8 +415,9 @@ def run_scoring(
     match its manifest; ``check_store=False`` reads a bare table (benchmarks).
     """
     store_dir = Path(store_dir)
-    if metric not in METRICS:
-        raise InputError(f"--metric {metric!r}: expected one of {', '.join(METRICS)}")
+    spec = metric_spec(metric)
+    if spec is None:
+        raise InputError(f"--metric {metric!r}: expected one of {', '.join(metric_names())}")
     if quant == "all":
         quants: Iterable[str] = QUANTIZER_NAMES
     elif quant in QUANTIZER_NAMES:
@@ -398,17 +428,17 @@ def run_scoring(
         raise InputError(f"--levels {n_levels!r}: expected a positive integer")
     store = open_store(store_dir, check=check_store)
     metadata_path = store.path / TABLE
-    mixes = _read_mixes(store, metric)
+    mixes = _read_mixes(store, spec)
     if mixes.fit_group < 0:
         raise InputError(f"{metadata_path}: no train superset mixes (subset == 'superset', split == 'train')")
     recorded = store.manifest.get("table") if check_store else None
     digest = recorded["sha256"] if isinstance(recorded, dict) else sha256_file(metadata_path)
-    out = Path(out_dir) if out_dir is not None else store_dir / LEVELS_DIR
-    return [
-        _score_one(metadata_path, digest, mixes, metric, q, int(n_levels), random_state,
-                   max_iter, min_train_per_level, out, plot)
-        for q in quants
-    ]
+    run = _Scoring(
+        metadata_path=metadata_path, metadata_sha256=digest, metric=spec, n_levels=int(n_levels),
+        random_state=random_state, max_iter=max_iter, min_train_per_level=min_train_per_level,
+        out_dir=Path(out_dir) if out_dir is not None else store_dir / LEVELS_DIR, plot=plot,
+    )
+    return [_score_one(run, mixes, q) for q in quants]
 
 
 # ----------------------------------------------------------------------------------

@@ -11,36 +11,69 @@ Invalid arguments (an unknown metric name, clean not 1-D) still raise ValueError
 """
 from __future__ import annotations
 
+import importlib
 import math
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from shards.metrics import MetricSpec, metric_names, metric_spec
 from shards.vocab import METRICS, SAMPLE_RATE
 
 from .fwsnrseg import FwSnrSegReference
 from .pesq_score import pesq_wb
 from .stoi import SEGMENT_LEN, StoiReference
 
-__all__ = ["METRICS", "score_mixes", "score_mix"]
+__all__ = ["METRICS", "Unscorable", "score_mixes", "score_mix", "stoi_scores", "pesq_scores", "fwsnrseg_scores"]
 
+
+class Unscorable(Exception):
+    """Raised by a metric's function when the clean signal rules the metric out for all of
+    its mixes; the message is the reason, as it stands."""
+
+
+# ----------------------------------------------------------------------------------
+# the built-in metrics' functions (declared in shards.metrics)
+# ----------------------------------------------------------------------------------
+def stoi_scores(clean: np.ndarray, mixes: list[np.ndarray], fs: int) -> list[tuple[float, str]]:
+    reference = StoiReference(clean, fs)
+    if not reference.enough_frames:
+        # pystoi would return 1e-5 here; a made-up score has no place in the superset.
+        raise Unscorable(
+            f"only {reference.n_stft_frames} STFT frames after silent-frame removal "
+            f"(needs {SEGMENT_LEN}; clean speech too short or too quiet)"
+        )
+    return [(float(value), "") for value in reference.score_many(mixes)]
+
+
+def fwsnrseg_scores(clean: np.ndarray, mixes: list[np.ndarray], fs: int) -> list[tuple[float, str]]:
+    return [(float(value), "") for value in FwSnrSegReference(clean, fs).score_many(mixes)]
+
+
+def pesq_scores(clean: np.ndarray, mixes: list[np.ndarray], fs: int) -> list[tuple[float, str]]:
+    return [pesq_wb(clean, mix, fs) for mix in mixes]
+
+
+# ----------------------------------------------------------------------------------
+# scoring mixes with every requested metric
+# ----------------------------------------------------------------------------------
 def score_mixes(
     clean: np.ndarray,
     mixes: Iterable[np.ndarray],
     fs: int = SAMPLE_RATE,
-    metrics: Sequence[str] = METRICS,
+    metrics: Sequence[str] | None = None,
 ) -> list[dict]:
-    """Score every mix against ``clean``.
+    """Score every mix against ``clean`` with ``metrics`` (default: every registered one).
 
-    Returns one dict per mix with keys "stoi", "pesq", "fwsnrseg" (float; NaN when not requested
+    Returns one dict per mix with a key per registered metric (float; NaN when not requested
     or when the metric failed) and "errors" ("" or "metric: reason; metric: reason").
     """
-    requested = _check_metrics(metrics)
+    requested = _check_metrics(metric_names() if metrics is None else metrics)
     clean = np.asarray(clean)
     if clean.ndim != 1:
         raise ValueError(f"clean must be 1-D, got shape {clean.shape}")
     mixes = [np.asarray(m) for m in mixes]
-    results = [{"stoi": math.nan, "pesq": math.nan, "fwsnrseg": math.nan} for _ in mixes]
+    results = [{name: math.nan for name in metric_names()} for _ in mixes]
     errors: list[list[str]] = [[] for _ in mixes]
 
     # Problems that no metric can get past are reported once per requested metric.
@@ -62,25 +95,17 @@ def score_mixes(
 
     if usable:
         batch = [mixes[i] for i in usable]
-        if "stoi" in requested:
-            _fill(results, errors, usable, "stoi", lambda: _stoi_scores(clean, batch, fs))
-        if "fwsnrseg" in requested:
-            _fill(results, errors, usable, "fwsnrseg",
-                  lambda: FwSnrSegReference(clean, fs).score_many(batch))
-        if "pesq" in requested:
-            for i in usable:
-                value, reason = pesq_wb(clean, mixes[i], fs)
-                results[i]["pesq"] = value
-                if reason:
-                    errors[i].append(f"pesq: {reason}")
+        for name in requested:
+            _fill(results, errors, usable, metric_spec(name), clean, batch, fs)
 
+    order = metric_names()
     for result, errs in zip(results, errors):
-        result["errors"] = "; ".join(sorted(errs, key=_metric_order))
+        result["errors"] = "; ".join(sorted(errs, key=lambda error: _metric_order(error, order)))
     return results
 
 
 def score_mix(
-    clean: np.ndarray, mix: np.ndarray, fs: int = SAMPLE_RATE, metrics: Sequence[str] = METRICS
+    clean: np.ndarray, mix: np.ndarray, fs: int = SAMPLE_RATE, metrics: Sequence[str] | None = None
 ) -> dict:
     """``score_mixes`` for a single mix."""
     return score_mixes(clean, [mix], fs, metrics)[0]
@@ -89,10 +114,11 @@ def score_mix(
 def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
     if isinstance(metrics, str):
         metrics = (metrics,)
-    unknown = [m for m in metrics if m not in METRICS]
+    known = metric_names()
+    unknown = [m for m in metrics if m not in known]
     if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; known: {METRICS}")
-    return tuple(m for m in METRICS if m in metrics)
+        raise ValueError(f"unknown metric(s) {unknown}; known: {known}")
+    return tuple(m for m in known if m in metrics)
 
 
 def _signal_problem(x: np.ndarray, name: str) -> str | None:
@@ -105,36 +131,39 @@ def _signal_problem(x: np.ndarray, name: str) -> str | None:
     return None
 
 
-def _stoi_scores(clean: np.ndarray, batch: list[np.ndarray], fs: int) -> np.ndarray:
-    reference = StoiReference(clean, fs)
-    if not reference.enough_frames:
-        # pystoi would return 1e-5 here; a made-up score has no place in the superset.
-        raise _Unscorable(
-            f"only {reference.n_stft_frames} STFT frames after silent-frame removal "
-            f"(needs {SEGMENT_LEN}; clean speech too short or too quiet)"
-        )
-    return reference.score_many(batch)
+def metric_function(spec: MetricSpec) -> Callable[[np.ndarray, list[np.ndarray], int], list[tuple[float, str]]]:
+    """The scoring function a spec names ("module:attribute"), imported on first use (in a
+    build worker too)."""
+    function = _FUNCTIONS.get(spec.function)
+    if function is None:
+        module_name, _, attribute = spec.function.partition(":")
+        function = getattr(importlib.import_module(module_name), attribute)
+        _FUNCTIONS[spec.function] = function
+    return function
 
 
-class _Unscorable(Exception):
-    """The clean signal rules out a metric for all of its mixes."""
+_FUNCTIONS: dict[str, Callable] = {}
 
 
 def _fill(
     results: list[dict],
     errors: list[list[str]],
     indices: list[int],
-    name: str,
-    compute: Callable[[], np.ndarray],
+    spec: MetricSpec,
+    clean: np.ndarray,
+    batch: list[np.ndarray],
+    fs: int,
 ) -> None:
-    """Store ``compute()`` (one value per index) under ``name``; on failure NaN and the reason."""
+    """Store the metric's value for each mix at ``indices``; on failure NaN and the reason."""
+    name = spec.name
     try:
-        values = compute()
-        reason = ""
+        scored = list(metric_function(spec)(clean, batch, fs))
+        if len(scored) != len(indices):
+            raise ValueError(f"{len(scored)} values for {len(indices)} mixes")
     except Exception as exc:  # one bad utterance must not stop a superset worker
-        values = np.full(len(indices), math.nan)
-        reason = str(exc) if isinstance(exc, _Unscorable) else f"{type(exc).__name__}: {exc}"
-    for i, value in zip(indices, values):
+        reason = str(exc) if isinstance(exc, Unscorable) else f"{type(exc).__name__}: {exc}"
+        scored = [(math.nan, reason)] * len(indices)
+    for i, (value, reason) in zip(indices, scored):
         value = float(value)
         if reason:
             errors[i].append(f"{name}: {reason}")
@@ -144,6 +173,6 @@ def _fill(
         results[i][name] = value
 
 
-def _metric_order(error: str) -> int:
+def _metric_order(error: str, order: tuple[str, ...]) -> int:
     name = error.split(":", 1)[0]
-    return METRICS.index(name) if name in METRICS else len(METRICS)
+    return order.index(name) if name in order else len(order)

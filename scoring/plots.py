@@ -8,16 +8,18 @@ import numpy as np
 from shards.atomic import atomic_output
 
 
-def _boundaries_for_plot(quantizer, low: float, high: float) -> np.ndarray:
-    b = np.asarray(quantizer.boundaries_, dtype=np.float64)  # both quantizers cut value intervals
+def _boundaries_for_plot(quantizer, low: float, high: float, sign: float = 1.0) -> np.ndarray:
+    # both quantizers cut value intervals (of the negated values for a lower-is-better metric)
+    b = sign * np.asarray(quantizer.boundaries_, dtype=np.float64)
     return b[(b >= low) & (b <= high)]
 
 
 def plot_levels(path: Path, metric: str, quant: str, quantizer, values: np.ndarray, fit_levels: np.ndarray,
-                snr: np.ndarray, n_levels: int) -> None:
+                snr: np.ndarray, n_levels: int, boundary_sign: float = 1.0) -> None:
     """Histogram of the train superset's metric values stacked by level, with the quantizer's
     boundaries, and a box plot of the achieved SNR per level. ``values``, ``fit_levels``
-    (1..K) and ``snr`` are the train superset's assigned mixes."""
+    (1..K) and ``snr`` are the train superset's assigned mixes; ``boundary_sign`` -1 for a
+    metric quantized negated (lower is better)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,7 +38,7 @@ def plot_levels(path: Path, metric: str, quant: str, quantizer, values: np.ndarr
         counts, _ = np.histogram(chunk, bins=bins)
         ax_hist.stairs(bottom + counts, bins, baseline=bottom, fill=True, color=colors[lv], label=labels[lv])
         bottom = bottom + counts
-    for b in _boundaries_for_plot(quantizer, low, high):
+    for b in _boundaries_for_plot(quantizer, low, high, boundary_sign):
         ax_hist.axvline(b, color="black", linestyle="--", linewidth=0.8)
     ax_hist.set_xlabel(metric)
     ax_hist.set_ylabel("train superset mixes")

@@ -11,6 +11,7 @@
 
 Groups are ``train`` and ``validation`` for the superset and the test subset's own name
 (``test_snr0`` ... ``test_unseen``) for the test sets. Level 1 is the least distorted. The
+JSON records the metric's label and direction (``metric_label``, ``higher_is_better``). The
 members file is written in row groups of (group, level) runs, so reading one level with a
 pyarrow filter touches only the row groups that hold it.
 """
@@ -27,6 +28,7 @@ import pyarrow.parquet as pq
 
 from shards.atomic import atomic_output, sha256_file, write_bytes_atomic
 from shards.errors import InputError
+from shards.metrics import builtin_metric_spec
 from shards.vocab import LEVELS_DIR, TRAIN, levels_stem
 
 LEVELS_FORMAT = "metricaug-levels/2"
@@ -112,12 +114,26 @@ class LevelIndex:
         return self.summary["metric"]
 
     @property
-    def quant(self) -> str:
-        return self.summary["quant"]
+    def metric_label(self) -> str:
+        """How a report names the metric ("STOI"); a level index written before labels were
+        recorded takes the built-in metric's, else the name."""
+        if "metric_label" in self.summary:
+            return self.summary["metric_label"]
+        spec = builtin_metric_spec(self.metric)
+        return spec.label if spec else self.metric
 
     @property
-    def metric_label(self) -> str:
-        return self.summary.get("metric_label", self.metric)
+    def higher_is_better(self) -> bool:
+        """Whether a higher metric value means less distortion (level 1 holds the highest);
+        an older level index takes the built-in metric's direction (all higher is better)."""
+        if "higher_is_better" in self.summary:
+            return bool(self.summary["higher_is_better"])
+        spec = builtin_metric_spec(self.metric)
+        return spec.higher_is_better if spec else True
+
+    @property
+    def quant(self) -> str:
+        return self.summary["quant"]
 
     @property
     def n_levels(self) -> int:

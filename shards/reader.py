@@ -49,17 +49,43 @@ def _refuse(store: Path, problem: str) -> StoreError:
                       f"and the same 'prep superset'/'prep testsets' command again to repair it")
 
 
-def read_manifest(store: Path) -> dict:
-    path = Path(store) / MANIFEST
-    if not path.is_file():
-        raise _refuse(store, f"no {MANIFEST} (not a store, or a build that never finished)")
+#: Fields every shard entry of a manifest has.
+MANIFEST_SHARD_KEYS = ("name", "path", "samples", "sha256", "bytes")
+
+
+class ManifestError(Exception):
+    """A manifest that cannot be used; ``str(err)`` is the problem, e.g. ``not JSON (...)``."""
+
+
+def load_manifest(path: Path, complete: bool = False) -> dict:
+    """The manifest at ``path``, checked for its format; with ``complete`` also for a sample
+    count and complete shard entries (what ``prep verify`` checks every shard against).
+    :class:`ManifestError` says what is wrong (FileNotFoundError when there is none)."""
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _refuse(store, f"{MANIFEST} is not JSON ({exc})") from None
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"not JSON ({exc})") from None
+    except OSError as exc:
+        raise ManifestError(f"unreadable ({exc.strerror or exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
-        raise _refuse(store, f"{MANIFEST} is not a manifest of format {STORE_FORMAT!r}")
+        raise ManifestError(f"not a manifest of format {STORE_FORMAT!r}")
+    shards = manifest.get("shards")
+    if complete and (not isinstance(shards, list) or not isinstance(manifest.get("samples"), int)
+                     or not all(isinstance(e, dict) and all(k in e for k in MANIFEST_SHARD_KEYS) for e in shards)):
+        raise ManifestError(f"not a manifest of format {STORE_FORMAT!r}")
     return manifest
+
+
+def read_manifest(store: Path) -> dict:
+    """The store's manifest; a missing or unusable one is a :class:`StoreError`."""
+    try:
+        return load_manifest(Path(store) / MANIFEST)
+    except FileNotFoundError:
+        raise _refuse(store, f"no {MANIFEST} (not a store, or a build that never finished)") from None
+    except ManifestError as exc:
+        raise _refuse(store, f"{MANIFEST} is {exc}") from None
 
 
 def quick_check(store: Path, manifest: dict) -> list[str]:

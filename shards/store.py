@@ -31,41 +31,43 @@ import pyarrow.parquet as pq
 
 from shards.atomic import TEMPORARY_GLOB, atomic_output, sha256_file, temporary_target, write_json_atomic
 from shards.errors import InputError
+from shards.metrics import metric_specs
 from shards.vocab import (
     CLEAN_SUBSET, LEVELS_DIR, LOCK, MANIFEST, PLANS_DIR, REJECTS, ROWS_SUFFIX, SHARD_SUFFIX, SHARDS_DIR,
     STORE_FORMAT, TABLE, shard_path, shard_relpath,
 )
 
-#: Columns of metadata.parquet, in order. Floats are NaN where there is no value.
-TABLE_SCHEMA = pa.schema(
-    [
-        ("key", pa.string()),
-        ("subset", pa.string()),
-        ("split", pa.string()),
-        ("shard", pa.string()),
-        ("flac_offset", pa.int64()),
-        ("flac_size", pa.int64()),
-        ("json_offset", pa.int64()),
-        ("json_size", pa.int64()),
-        ("corpus", pa.string()),
-        ("utt_id", pa.string()),
-        ("speaker", pa.string()),
-        ("label", pa.string()),
-        ("noise_type", pa.string()),
-        ("noise_file", pa.string()),
-        ("noise_offset", pa.int64()),
-        ("snr_bin", pa.int64()),
-        ("snr_target", pa.float64()),
-        ("snr_achieved", pa.float64()),
-        ("noise_gain", pa.float64()),
-        ("gain", pa.float64()),
-        ("num_samples", pa.int64()),
-        ("stoi", pa.float64()),
-        ("pesq", pa.float64()),
-        ("fwsnrseg", pa.float64()),
-        ("errors", pa.string()),
-    ]
+#: Columns of metadata.parquet before the metrics' columns, in order.
+_SAMPLE_COLUMNS = (
+    ("key", pa.string()),
+    ("subset", pa.string()),
+    ("split", pa.string()),
+    ("shard", pa.string()),
+    ("flac_offset", pa.int64()),
+    ("flac_size", pa.int64()),
+    ("json_offset", pa.int64()),
+    ("json_size", pa.int64()),
+    ("corpus", pa.string()),
+    ("utt_id", pa.string()),
+    ("speaker", pa.string()),
+    ("label", pa.string()),
+    ("noise_type", pa.string()),
+    ("noise_file", pa.string()),
+    ("noise_offset", pa.int64()),
+    ("snr_bin", pa.int64()),
+    ("snr_target", pa.float64()),
+    ("snr_achieved", pa.float64()),
+    ("noise_gain", pa.float64()),
+    ("gain", pa.float64()),
+    ("num_samples", pa.int64()),
 )
+
+
+def table_schema() -> pa.Schema:
+    """Columns of metadata.parquet, in order: the sample's, one float column per registered
+    metric (shards.metrics), then the metrics' errors. Floats are NaN where there is no value."""
+    metric_columns = [(spec.column, pa.float64()) for spec in metric_specs()]
+    return pa.schema([*_SAMPLE_COLUMNS, *metric_columns, ("errors", pa.string())])
 
 
 def rows_path(store: Path, name: str) -> Path:
@@ -217,8 +219,9 @@ def lock_owned_by(store: Path, token: str) -> bool:
 
 
 def rows_to_table(rows: list[dict]) -> pa.Table:
+    schema = table_schema()
     columns = {}
-    for field in TABLE_SCHEMA:
+    for field in schema:
         values = [r.get(field.name) for r in rows]
         if pa.types.is_floating(field.type):
             values = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
@@ -227,7 +230,7 @@ def rows_to_table(rows: list[dict]) -> pa.Table:
         else:
             values = ["" if v is None else str(v) for v in values]
         columns[field.name] = pa.array(values, type=field.type)
-    return pa.table(columns, schema=TABLE_SCHEMA)
+    return pa.table(columns, schema=schema)
 
 
 def read_table(store: Path, columns: list[str] | None = None) -> pa.Table:

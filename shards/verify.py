@@ -18,13 +18,14 @@ import typer
 
 from shards import store as st
 from shards.atomic import is_temporary, sha256_file
+from shards.cli import fail
 from shards.errors import InputError
+from shards.reader import ManifestError, load_manifest
 from shards.vocab import (
-    MANIFEST, PLANS_DIR, REJECTS, ROWS_SUFFIX, SHARD_SUFFIX, SHARDS_DIR, STORE_FORMAT, TABLE, shard_relpath,
+    MANIFEST, PLANS_DIR, REJECTS, ROWS_SUFFIX, SHARD_SUFFIX, SHARDS_DIR, TABLE, shard_relpath,
 )
 
 _REBUILD = "run the same build command again to rewrite it"
-_SHARD_KEYS = ("name", "path", "samples", "sha256", "bytes")
 
 
 def tar_index(path: Path) -> dict[str, tuple[int, int]]:
@@ -36,17 +37,11 @@ def tar_index(path: Path) -> dict[str, tuple[int, int]]:
 def _read_manifest(path: Path) -> tuple[dict | None, str | None]:
     """(manifest, None), or (None, the one-line problem)."""
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        return None, f"{MANIFEST}: not JSON ({exc}); {_REBUILD}"
-    except OSError as exc:
-        return None, f"{MANIFEST}: unreadable ({exc.strerror or exc}); {_REBUILD}"
-    shards = manifest.get("shards") if isinstance(manifest, dict) else None
-    if (not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT or not isinstance(shards, list)
-            or not isinstance(manifest.get("samples"), int)
-            or not all(isinstance(e, dict) and all(k in e for k in _SHARD_KEYS) for e in shards)):
-        return None, f"{MANIFEST}: not a manifest of format {STORE_FORMAT!r}; {_REBUILD}"
-    return manifest, None
+        return load_manifest(path, complete=True), None
+    except FileNotFoundError:
+        return None, f"{MANIFEST}: unreadable (no such file); {_REBUILD}"
+    except ManifestError as exc:
+        return None, f"{MANIFEST}: {exc}; {_REBUILD}"
 
 
 def _check_file(store: Path, entry, name: str, what: str) -> str | None:
@@ -103,56 +98,77 @@ def verify_store(store: Path, progress: bool = False) -> tuple[list[str], dict]:
     once (checksums), so a progress bar in bytes is offered for big stores. Raises
     :class:`InputError` only for a folder without a manifest (not a store); a damaged
     manifest or table is a problem like any other."""
-    from tqdm import tqdm
-
     store = Path(store)
     manifest_path = store / MANIFEST
     if not manifest_path.is_file():
         raise InputError(f"{manifest_path}: no manifest (expected a store built by 'prep superset')")
-    counts = {"shards": 0, "samples": 0, "planned_shards": 0}
     manifest, problem = _read_manifest(manifest_path)
     if manifest is None:
-        return [problem], counts  # nothing else can be checked against it
-    problems: list[str] = []
+        return [problem], {"shards": 0, "samples": 0, "planned_shards": 0}  # nothing else can be checked against it
 
-    planned = set()
+    planned, problems = _planned_shards(store)
+    recorded = {s["name"]: s for s in manifest["shards"]}
+    for name in sorted(planned - recorded.keys()):
+        problems.append(f"{shard_relpath(name)}: planned but not built (run the same build command again to resume)")
+    problems += _unlisted_files(store, recorded, planned)
+    rejects_problem = _check_file(store, manifest.get("rejects"), REJECTS, "rejects")
+    if rejects_problem:
+        problems.append(rejects_problem)
+    table, table_problems = _checked_table(store, manifest)
+    problems += table_problems
+    rows_by_shard: dict[str, list[int]] = defaultdict(list)
+    for i, shard in enumerate(table["shard"] if table else ()):
+        rows_by_shard[shard].append(i)
+    problems += _check_shards(store, recorded, table, rows_by_shard, progress)
+    for shard, rows in rows_by_shard.items():
+        problems.append(f"{TABLE}: {len(rows)} rows point at {shard}, which the manifest does not list")
+    counts = {"shards": len(recorded), "samples": len(table["key"]) if table else 0, "planned_shards": len(planned)}
+    return problems, counts
+
+
+def _planned_shards(store: Path) -> tuple[set[str], list[str]]:
+    """The shard names of every stage's plan, and a problem per plan that cannot be read."""
+    planned: set[str] = set()
+    problems = []
     for plan_file in sorted((store / PLANS_DIR).glob("*.json")):
         try:
             planned.update(json.loads(plan_file.read_text())["shards"])
         except (ValueError, UnicodeDecodeError, KeyError, TypeError):
             problems.append(f"{PLANS_DIR}/{plan_file.name}: not a plan (not JSON, or no shard list); {_REBUILD}")
-    recorded = {s["name"]: s for s in manifest["shards"]}
-    for name in sorted(planned - recorded.keys()):
-        problems.append(f"{shard_relpath(name)}: planned but not built (run the same build command again to resume)")
-    problems += _unlisted_files(store, recorded, planned)
+    return planned, problems
 
-    rejects_problem = _check_file(store, manifest.get("rejects"), REJECTS, "rejects")
-    if rejects_problem:
-        problems.append(rejects_problem)
-    # a table that differs from its checksum is one problem: its rows are not checked further
+
+def _checked_table(store: Path, manifest: dict) -> tuple[dict | None, list[str]]:
+    """The table's location columns, or None when the table differs from its checksum or
+    cannot be read (one problem: its rows are not checked further); and its problems."""
     table_problem = _check_file(store, manifest.get("table"), TABLE, "table")
     table = None
     if table_problem is None:
         table, table_problem = _read_table(store)
     if table_problem:
-        problems.append(table_problem)
-        table = {"key": [], "shard": []}
+        return None, [table_problem]
+    problems = []
+    if len(table["key"]) != manifest["samples"]:
+        problems.append(f"{TABLE}: {len(table['key'])} rows, manifest says {manifest['samples']}")
+    if len(set(table["key"])) != len(table["key"]):
+        problems.append(f"{TABLE}: duplicate keys")
+    return table, problems
 
-    rows_by_shard: dict[str, list[int]] = defaultdict(list)
-    for i, shard in enumerate(table["shard"]):
-        rows_by_shard[shard].append(i)
-    if table_problem is None:
-        if len(table["key"]) != manifest["samples"]:
-            problems.append(f"{TABLE}: {len(table['key'])} rows, manifest says {manifest['samples']}")
-        if len(set(table["key"])) != len(table["key"]):
-            problems.append(f"{TABLE}: duplicate keys")
 
+def _check_shards(store: Path, recorded: dict, table: dict | None, rows_by_shard: dict[str, list[int]],
+                  progress: bool) -> list[str]:
+    """Every listed shard's checksum and members, and (with a trusted ``table``) that each
+    of its rows finds its audio and json where the table says. A shard's rows are taken out
+    of ``rows_by_shard``: a missing or damaged shard is one problem."""
+    from tqdm import tqdm
+
+    problems: list[str] = []
     bar = tqdm(total=sum(e["bytes"] for e in recorded.values()), unit="B", unit_scale=True,
                desc=f"verify {store.name}", disable=not progress)
     for _, entry in sorted(recorded.items()):
         bar.update(entry["bytes"])
         path = store / entry["path"]
-        rows = rows_by_shard.pop(entry["path"], [])  # a missing or damaged shard is one problem
+        rows = rows_by_shard.pop(entry["path"], [])
         if not path.is_file():
             problems.append(f"{entry['path']}: missing (run the same build command again to rebuild it)")
             continue
@@ -167,23 +183,26 @@ def verify_store(store: Path, progress: bool = False) -> tuple[list[str], dict]:
             continue
         if len(index) != 2 * entry["samples"]:
             problems.append(f"{entry['path']}: {len(index)} members, expected {2 * entry['samples']} (flac + json per sample)")
-        if table_problem is not None:
-            continue
-        if len(rows) != entry["samples"]:
-            problems.append(f"{entry['path']}: {len(rows)} table rows, manifest says {entry['samples']} samples")
-        for i in rows:
-            key = table["key"][i]
-            for ext in ("flac", "json"):
-                where = index.get(f"{key}.{ext}")
-                if where is None:
-                    problems.append(f"{entry['path']}: no {key}.{ext} for its table row")
-                elif where != (table[f"{ext}_offset"][i], table[f"{ext}_size"][i]):
-                    problems.append(f"{entry['path']}: {key}.{ext} is not at the offset/size the table records")
+        if table is not None:
+            problems += _check_rows(entry, rows, table, index)
     bar.close()
-    for shard, rows in rows_by_shard.items():
-        problems.append(f"{TABLE}: {len(rows)} rows point at {shard}, which the manifest does not list")
-    counts = {"shards": len(recorded), "samples": len(table["key"]), "planned_shards": len(planned)}
-    return problems, counts
+    return problems
+
+
+def _check_rows(entry: dict, rows: list[int], table: dict, index: dict[str, tuple[int, int]]) -> list[str]:
+    """One shard's table rows against its tar: the count, and each row's members where the table says."""
+    problems = []
+    if len(rows) != entry["samples"]:
+        problems.append(f"{entry['path']}: {len(rows)} table rows, manifest says {entry['samples']} samples")
+    for i in rows:
+        key = table["key"][i]
+        for ext in ("flac", "json"):
+            where = index.get(f"{key}.{ext}")
+            if where is None:
+                problems.append(f"{entry['path']}: no {key}.{ext} for its table row")
+            elif where != (table[f"{ext}_offset"][i], table[f"{ext}_size"][i]):
+                problems.append(f"{entry['path']}: {key}.{ext} is not at the offset/size the table records")
+    return problems
 
 
 def verify(store: Path = typer.Argument(..., help="A store folder, OUT/<corpus>."),
@@ -194,8 +213,7 @@ def verify(store: Path = typer.Argument(..., help="A store folder, OUT/<corpus>.
     try:
         problems, counts = verify_store(store, progress=not quiet)
     except InputError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+        fail(str(exc))
     for p in problems:
         typer.echo(f"FAIL {p}")
     status = "FAILED" if problems else "OK"

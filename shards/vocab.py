@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shards.metrics import BUILTIN_METRICS
+
 #: Sample rate of all stored audio (and of every waveform the pipeline handles), in Hz.
 SAMPLE_RATE = 16000
 
@@ -17,8 +19,9 @@ TRAIN, VALIDATION = "train", "validation"
 #: Noise kinds: MUSAN noise/music/speech, and "unseen" for test-only noise (ESC-50).
 NOISE_KINDS: tuple[str, ...] = ("noise", "music", "speech", "unseen")
 
-#: Distortion metrics stored per mix; each is a column of the table, higher = less distorted.
-METRICS: tuple[str, ...] = ("stoi", "pesq", "fwsnrseg")
+#: The built-in distortion metrics stored per mix (declared in shards.metrics, which also
+#: holds any metric registered at run time: ``shards.metrics.metric_names()``).
+METRICS: tuple[str, ...] = tuple(spec.name for spec in BUILTIN_METRICS)
 #: PESQ's failure value in the authors' code (pesq's on_error=RETURN_VALUES); treated as missing.
 PESQ_FAILED = -1.0
 

@@ -416,9 +416,14 @@ def test_folder(tmp_path):
 
 
 def test_registries_reach_every_adapter_and_the_cli_offers_them():
-    from mixer.cli import CORPORA
+    from typer.testing import CliRunner
 
-    assert set(EMOTION_CORPORA) == set(CORPORA)
+    from mixer.cli import app
+
+    # the CLI's corpora are the registry's (it keeps no list of its own)
+    result = CliRunner().invoke(app, ["superset", "--corpus", "nope", "--root", "."])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: --corpus 'nope': expected one of {', '.join(EMOTION_CORPORA)}"
     # each registered name runs its own module's prepare
     assert EMOTION_CORPORA["msp"] is msp.prepare and EMOTION_CORPORA["demo"] is demo.prepare
     assert NOISE_CORPORA["musan"] is musan.prepare and NOISE_CORPORA["esc50"] is esc50.prepare

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from mixer.cli import CORPORA, app
+from mixer.cli import app
 from mixer.corpora import EMOTION_CORPORA, ravdess
 from mixer.records import safe_id
 from shards.errors import InputError
@@ -107,7 +107,7 @@ def test_ravdess_keeps_four_classes_and_rejects_every_other_file(layout):
 def test_ravdess_emotion_codes_name_the_vocab_classes():
     assert sorted(ravdess.EMOTION_CODES.values()) == sorted(EMOTIONS)
     assert set(ravdess.EMOTION_CODES) | set(ravdess.UNUSED_EMOTION_CODES) == {f"{i:02d}" for i in range(1, 9)}
-    assert EMOTION_CORPORA["ravdess"] is ravdess.prepare and "ravdess" in CORPORA
+    assert EMOTION_CORPORA["ravdess"] is ravdess.prepare
 
 
 def test_ravdess_split_options(layout):

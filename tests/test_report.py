@@ -165,7 +165,7 @@ def test_the_report_reads_files_only_and_writes_the_tables_of_the_model_running_
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"  # no model, no device: torch is never imported
-    for name in ("table2.md", "table2.csv", "table3.csv", "intervals.md"):
+    for name in ("table2.md", "table2.csv", "table3.md", "table3.csv", "intervals.md"):
         assert (tmp_path / name).read_text() == (RECORDED / "expected" / name).read_text(), name
 
 

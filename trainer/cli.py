@@ -17,6 +17,10 @@ from typing import List, Optional
 
 import typer
 
+from shards.audio import read_audio_file
+from shards.cli import fail
+from shards.cores import usable_cores
+from shards.metrics import metric_names
 from trainer.strategies import GAP_SCORES, SELECTION_RULES, STRATEGIES
 
 app = typer.Typer(
@@ -51,32 +55,6 @@ class FrontEndName(str, Enum):
     vqwav2vec = "vqwav2vec"
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def _read_audio_file(path: Path):
-    """A loose audio file as 16 kHz mono float32 (the trainer reads stores, not corpora:
-    corpus media such as mp4 go through ``prep``). ValueError says why a file is unusable."""
-    import numpy as np
-    import soundfile as sf
-    import soxr
-
-    from shards.vocab import SAMPLE_RATE
-
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise ValueError(f"not readable as audio ({exc})") from None
-    wav = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    if not np.all(np.isfinite(wav)):
-        raise ValueError("audio holds NaN or infinite samples")
-    if sr != SAMPLE_RATE:
-        wav = soxr.resample(wav, sr, SAMPLE_RATE, quality="HQ")
-    return np.ascontiguousarray(wav, dtype=np.float32)
-
-
 @app.command("features")
 def features_command(
     files: List[Path] = typer.Argument(..., help="Audio files soundfile reads (wav, flac, ogg, ...); resampled to 16 kHz mono.", show_default=False),
@@ -96,18 +74,18 @@ def features_command(
     stems: dict[str, Path] = {}
     for path in files:
         if not path.is_file():
-            _fail(f"{path}: no such file")
+            fail(f"{path}: no such file")
         if path.stem in stems:
-            _fail(f"{path}: same output name {path.stem}.npy as {stems[path.stem]}; rename one of them")
+            fail(f"{path}: same output name {path.stem}.npy as {stems[path.stem]}; rename one of them")
         stems[path.stem] = path
     try:
         front_end = build_front_end(features.value, checkpoint=str(checkpoint) if checkpoint else None, device=device)
     except FeatureError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        _fail(f"{out}: cannot create the output directory ({exc.strerror})")
+        fail(f"{out}: cannot create the output directory ({exc.strerror})")
 
     progress = tqdm(total=len(files), unit="file", desc=f"features ({features.value})", disable=len(files) < 2, leave=False, file=sys.stderr)
     for start in range(0, len(files), batch_size):
@@ -115,13 +93,13 @@ def features_command(
         wavs = []
         for path in chunk:
             try:
-                wav = _read_audio_file(path)
+                wav = read_audio_file(path)
             except ValueError as exc:
                 progress.close()
-                _fail(f"{path}: {exc}")
+                fail(f"{path}: {exc}")
             if len(wav) < front_end.min_samples:
                 progress.close()
-                _fail(
+                fail(
                     f"{path}: {len(wav)} samples at 16 kHz; the {features.value} front end needs at least "
                     f"{front_end.min_samples} ({front_end.min_samples / 16:.1f} ms)"
                 )
@@ -132,7 +110,7 @@ def features_command(
             feats, frame_lengths = front_end(batch, lengths)
         except FeatureError as exc:
             progress.close()
-            _fail(str(exc))
+            fail(str(exc))
         feats = feats.cpu().numpy()
         for path, item, n_frames in zip(chunk, feats, frame_lengths.tolist()):
             np.save(out / f"{path.stem}.npy", np.ascontiguousarray(item[:n_frames], dtype=np.float32))
@@ -142,8 +120,7 @@ def features_command(
 
 
 def _default_workers() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, cores))
+    return max(1, min(8, usable_cores()))
 
 
 @app.command("run")
@@ -151,7 +128,7 @@ def run_command(
     data: Path = typer.Option(..., "--data", help="The store folder (OUT/<corpus>) built by prep superset and scored by prep score."),
     strategy: StrategyName = typer.Option("metricaug", "--strategy", help=f"Training strategy ({STRATEGY_HELP})."),
     quant: QuantName = typer.Option(QuantName.gmm, "--quant", help="Quantizer of the level index: gmm or uniform."),
-    metric: str = typer.Option("stoi", "--metric", help="Metric of the level index: stoi, pesq or fwsnrseg."),
+    metric: str = typer.Option("stoi", "--metric", help=f"Metric of the level index: {', '.join(metric_names())} (registered in shards.metrics)."),
     levels: Optional[int] = typer.Option(None, "--levels", help="K of the level index (default: the one K that prep score wrote)."),
     hidden: int = typer.Option(16, "--hidden", help="Hidden size H of the GRU-TFM model (even, 8-128)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: RUNS/<corpus>-<strategy or metric-quant>-h<H>-s<seed>)."),
@@ -215,7 +192,7 @@ def run_command(
             except NoTestSets as exc:  # training succeeded: say how to evaluate later, exit 0
                 log(f"  evaluation skipped: {exc}, then 'trainer eval {out}'")
     except InputError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except KeyboardInterrupt:
         typer.echo(f"\ninterrupted: resume with the same command and --resume (run folder {out})", err=True)
         raise typer.Exit(130)
@@ -259,7 +236,7 @@ def search_hidden_command(
                 break  # doubling stopped helping
             hidden *= 2
     except InputError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     best = max(tried, key=lambda h: (tried[h], -h))
     summary = {"tried": {str(h): v for h, v in tried.items()}, "best_hidden": best, "best_val_wf1": tried[best]}
     out.mkdir(parents=True, exist_ok=True)
@@ -287,7 +264,7 @@ def eval_command(
             evaluate_run(run, target, workers=_default_workers() if workers < 0 else workers,
                          log=lambda line: typer.echo(f"  {line}"))
     except InputError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @app.command("report")
@@ -303,7 +280,7 @@ def report_command(
     try:
         paths = write_report(runs, out)
     except InputError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo((out / "table2.md").read_text())
     for path in paths:
         typer.echo(f"wrote {path}")

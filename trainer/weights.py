@@ -2,7 +2,7 @@
 
 After each epoch the gap g_k = WF1_clean - WF1_k of every degradation level k is turned
 into a weight w_k by the authors' Algorithm 1; epoch i+1 then draws N*w_k samples from
-level k. `largest_remainder` turns weights into integer counts, `plan_epoch_draw` picks
+level k. `largest_remainder` (shards.apportion) turns weights into integer counts, `plan_epoch_draw` picks
 which members of each level are drawn.
 """
 from __future__ import annotations
@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+
+from shards.apportion import largest_remainder  # counts from weights: one function for the whole project
 
 LEVEL_FLOOR = 0.05  # L in the paper: every level keeps at least this share
 
@@ -67,23 +69,6 @@ def algorithm1(gaps, floor: float = LEVEL_FLOOR) -> np.ndarray:
         # the authors' loop would spin forever here (unless K*floor == 1: uniform anyway)
         return np.full(K, 1.0 / K)
     return w
-
-
-def largest_remainder(total: int, weights) -> np.ndarray:
-    """Integer counts summing exactly to `total`: floor(total * w_k), then one more for the
-    levels with the largest remainders (ties go to the lower level index)."""
-    w = np.asarray(weights, dtype=np.float64).reshape(-1)
-    if total < 0:
-        raise ValueError(f"total must be >= 0, got {total}")
-    if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError(f"weights must be finite, non-negative and not all zero, got {w.tolist()}")
-    share = total * (w / w.sum())
-    counts = np.floor(share).astype(np.int64)
-    left = int(total - counts.sum())
-    # stable sort on -remainder keeps the lower index first among equal remainders
-    order = np.argsort(-(share - counts), kind="stable")
-    counts[order[:left]] += 1
-    return counts
 
 
 @dataclass

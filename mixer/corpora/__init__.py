@@ -7,16 +7,19 @@ reproducible. Every label row or file left out is a :class:`~mixer.records.Rejec
 from __future__ import annotations
 
 from . import csv_corpus, demo, emodb, esc50, folder, meld, msp, musan, ravdess
-from ._common import LabelCount, counting_label_rows
+from ._common import LabelCount, SplitOption, counting_label_rows
 
-EMOTION_CORPORA = {
-    "msp": msp.prepare,
-    "meld": meld.prepare,
-    "emodb": emodb.prepare,
-    "ravdess": ravdess.prepare,
-    "csv": csv_corpus.prepare,
-    "demo": demo.prepare,
+#: The emotion corpora: the one list (``prep --corpus`` offers these, with each adapter's
+#: ``SPLIT_OPTIONS``). A new corpus is a module here with ``prepare`` and one entry.
+EMOTION_ADAPTERS = {
+    "msp": msp,
+    "meld": meld,
+    "emodb": emodb,
+    "ravdess": ravdess,
+    "csv": csv_corpus,
+    "demo": demo,
 }
+EMOTION_CORPORA = {name: adapter.prepare for name, adapter in EMOTION_ADAPTERS.items()}
 
 NOISE_CORPORA = {
     "musan": musan.prepare,
@@ -24,4 +27,11 @@ NOISE_CORPORA = {
     "folder": folder.prepare,
 }
 
-__all__ = ["EMOTION_CORPORA", "NOISE_CORPORA", "LabelCount", "counting_label_rows", "csv_corpus", "demo", "emodb", "esc50", "folder", "meld", "msp", "musan", "ravdess"]
+
+
+def split_options(corpus: str) -> tuple[SplitOption, ...]:
+    """The split options of an emotion corpus's adapter (none for a corpus with official splits)."""
+    return tuple(getattr(EMOTION_ADAPTERS[corpus], "SPLIT_OPTIONS", ()))
+
+
+__all__ = ["EMOTION_ADAPTERS", "EMOTION_CORPORA", "SplitOption", "split_options", "NOISE_CORPORA", "LabelCount", "counting_label_rows", "csv_corpus", "demo", "emodb", "esc50", "folder", "meld", "msp", "musan", "ravdess"]

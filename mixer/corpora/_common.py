@@ -19,6 +19,28 @@ from ..records import NoiseFile, Reject, safe_id
 SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".w64", ".caf")
 
 
+@dataclass(frozen=True)
+class SplitOption:
+    """A split option of an adapter (a keyword of its ``prepare``) that ``prep`` offers as
+    ``--<parameter>`` with comma-separated values; an adapter lists them in ``SPLIT_OPTIONS``."""
+
+    parameter: str  # prepare's keyword, e.g. "test_speakers"
+    help: str  # what the values are, e.g. "speakers held out for test"
+    item: type = str  # the type of one value (str, int)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.parameter.replace("_", "-")
+
+    def parse(self, text: str) -> tuple:
+        """``"15,16"`` as prepare's value; InputError names the option and what was expected."""
+        items = [x.strip() for x in text.split(",") if x.strip()]
+        try:
+            return tuple(self.item(x) for x in items)
+        except ValueError:
+            raise InputError(f"{self.flag} {text!r}: expected comma-separated {self.item.__name__} values") from None
+
+
 def require_dir(path: str | Path, what: str) -> Path:
     """``path`` resolved to an absolute folder, or :class:`InputError` naming ``what`` was expected."""
     path = Path(path).expanduser()

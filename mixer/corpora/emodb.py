@@ -22,13 +22,18 @@ from pathlib import Path
 from shards.errors import InputError
 
 from ..records import Reject, Utterance
-from ._common import require_dir
+from ._common import SplitOption, require_dir
 
 EMOTION_LETTERS = {"W": "angry", "F": "happy", "N": "neutral", "T": "sad"}
 UNUSED_LETTERS = {"L": "boredom", "E": "disgust", "A": "fear"}
 NAME_PATTERN = re.compile(r"^(?P<speaker>\d\d)(?P<text>[a-z]\d\d)(?P<emotion>[A-Z])(?P<version>[a-z])$")
 DEFAULT_TEST_SPEAKERS = ("15", "16")
 DEFAULT_VALIDATION_SPEAKERS = ("12", "13")
+#: What ``prep`` offers: --test-speakers 15,16 --validation-speakers 12,13
+SPLIT_OPTIONS = (
+    SplitOption("test_speakers", "speakers (two-digit ids) held out for test"),
+    SplitOption("validation_speakers", "speakers (two-digit ids) held out for validation"),
+)
 
 
 def find_wav_dir(root: Path) -> Path:

@@ -42,7 +42,7 @@ from pathlib import Path
 from shards.errors import InputError
 
 from ..records import Reject, Utterance, safe_id
-from ._common import SOUNDFILE_EXTENSIONS, index_files, require_dir
+from ._common import SOUNDFILE_EXTENSIONS, SplitOption, index_files, require_dir
 
 EMOTION_CODES = {"01": "neutral", "03": "happy", "04": "sad", "05": "angry"}
 UNUSED_EMOTION_CODES = {"02": "calm", "06": "fearful", "07": "disgust", "08": "surprised"}
@@ -56,6 +56,11 @@ ACTOR_DIR_PATTERN = re.compile(r"^actor_(\d\d)$", re.IGNORECASE)
 ACTORS = range(1, 25)
 DEFAULT_TEST_ACTORS = (1, 2, 3, 4)
 DEFAULT_VALIDATION_ACTORS = (5, 6, 7, 8)
+#: What ``prep`` offers: --test-actors 1,2,3,4 --validation-actors 5,6,7,8
+SPLIT_OPTIONS = (
+    SplitOption("test_actors", "actors (1-24) held out for test", int),
+    SplitOption("validation_actors", "actors (1-24) held out for validation", int),
+)
 LAYOUT = "Actor_01/ ... Actor_24/ holding files like 03-01-05-01-02-01-12.wav"
 
 

@@ -6,19 +6,18 @@ from collections import defaultdict
 from pathlib import Path
 
 from shards.errors import InputError
+from shards.metrics import builtin_metric_spec
 from trainer.conditions import condition_order
 from trainer.strategies import BASELINE_ORDER, STRATEGIES
 from trainer.runfolder import RESULTS, read_config, read_epochs, read_results
-
-METRIC_LABELS = {"stoi": "STOI", "pesq": "PESQ", "fwsnrseg": "fwSNRseg"}
-
 
 def strategy_label(config: dict) -> str:
     """A run's column: the strategy (MetricAug by metric and quantizer), with the settings
     that make runs incomparable: a UAR gap score, and the selection rule where recorded."""
     name = config.get("strategy", "metricaug")
     if name == "metricaug":
-        metric = config.get("metric_label") or METRIC_LABELS.get(config["metric"], config["metric"])
+        spec = builtin_metric_spec(config["metric"])  # for runs recorded before config had the label
+        metric = config.get("metric_label") or (spec.label if spec else config["metric"])
         label = f"{metric}-{config['quant'].upper() if config['quant'] == 'gmm' else config['quant'].title()}"
         if config.get("gap_score", "wf1") != "wf1":
             label += f" {config['gap_score'].upper()}-gap"
