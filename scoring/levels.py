@@ -240,6 +240,8 @@ def _level_stats(mixes: _Mixes, levels: np.ndarray, n_levels: int) -> dict[str, 
     snr_sums = np.bincount(cell[snr_ok], weights=snr[snr_ok], minlength=n_cells)
     n_noise = len(mixes.noise_names)
     noise_counts = np.bincount(cell * n_noise + mixes.noise[assigned], minlength=n_cells * n_noise).reshape(n_cells, n_noise)
+    n_labels = len(mixes.label_names)
+    label_counts = np.bincount(cell * n_labels + mixes.label[assigned], minlength=n_cells * n_labels).reshape(n_cells, n_labels)
     mins = np.full(n_cells, np.nan)
     maxs = np.full(n_cells, np.nan)
     if cell.size:
@@ -266,6 +268,11 @@ def _level_stats(mixes: _Mixes, levels: np.ndarray, n_levels: int) -> dict[str, 
                 "noise_share": {
                     kind: (float(noise_counts[c, k] / count) if count else None)
                     for k, kind in enumerate(mixes.noise_names)
+                },
+                # a level's class mix: a WF1 gap between levels measures it as well as distortion
+                "label_share": {
+                    label: (float(label_counts[c, k] / count) if count else None)
+                    for k, label in enumerate(mixes.label_names)
                 },
             })
         stats[name] = rows
@@ -448,6 +455,20 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def _class_share_table(summary: dict, groups: list[str]) -> list[str]:
+    """Each level's class shares (%) in ``groups``: a WF1 gap between levels measures their
+    class mix as well as their distortion. Level files from before shares were recorded: one line."""
+    stats = summary["stats"]
+    if any("label_share" not in stats[g][0] for g in groups):
+        return ["class shares: not recorded in this level index (run 'prep score' again)"]
+    labels = sorted({label for g in groups for row in stats[g] for label in row["label_share"]})
+    header = ["class %"] + [f"{g} {label}" for g in groups for label in labels]
+    rows = [[str(lv + 1)] + [_fmt(None if stats[g][lv]["label_share"].get(label) is None else 100 * stats[g][lv]["label_share"][label], 1)
+                             for g in groups for label in labels] for lv in range(summary["n_levels"])]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    return ["  ".join(h.rjust(w) for h, w in zip(header, widths))] + ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+
+
 def render_level_table(summary: dict) -> str:
     """The per-level table of a level index (``ScoreResult.summary`` or ``LevelIndex.summary``)."""
     metric, quant, k = summary["metric"], summary["quant"], summary["n_levels"]
@@ -473,6 +494,7 @@ def render_level_table(summary: dict) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     lines = [head, "  ".join(h.rjust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    lines += _class_share_table(summary, [g for g in (FIT_SPLIT, VALIDATION) if g in summary["groups"]])
     left_out = ", ".join(f"{g} {n}" for g, n in sorted(summary["missing"].items()) if n)
     lines.append(f"left out (no {metric} value): {left_out or 'none'}")
     return "\n".join(lines)

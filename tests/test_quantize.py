@@ -285,7 +285,9 @@ def test_score_store_writes_json_parquet_png(store, scored):
         index = open_level_index(paths[0])
         assert index.groups == ["train", "validation", "test_snr0", "test_snr5", "test_snr10", "test_unseen"]
         table = render_level_table(index.summary)
-        assert table.splitlines()[0].startswith(f"stoi / {quant} / K=5") and len(table.splitlines()) == 5 + 3
+        assert table.splitlines()[0].startswith(f"stoi / {quant} / K=5") and len(table.splitlines()) == 5 + 3 + 6
+        class_header = table.splitlines()[7]
+        assert class_header.split()[:3] == ["class", "%", "train"] and "validation sad" in class_header
 
 
 def test_score_store_is_idempotent(store, scored):
@@ -377,6 +379,13 @@ def test_level_statistics_and_uniform_train_sizes(store, scored):
                 assert row["noise_share"]["unseen"] == 0
         unseen = result.summary["stats"]["test_unseen"]
         assert all(row["noise_share"]["unseen"] == 1 for row in unseen if row["count"])
+        # each level's class shares are those of its members
+        members = pq.read_table(result.paths[1]).to_pylist()
+        for group in ("train", "validation"):
+            for row in result.summary["stats"][group]:
+                labels = [m["label"] for m in members if m["group"] == group and m["level"] == row["level"]]
+                for label, share in row["label_share"].items():
+                    assert share == (pytest.approx(labels.count(label) / len(labels)) if labels else None)
 
 
 def test_small_levels_warn(store, tmp_path):
