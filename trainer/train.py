@@ -30,10 +30,11 @@ from shards.atomic import atomic_output, write_bytes_atomic, write_json_atomic
 from shards.errors import InputError
 from shards.reader import open_store
 from shards.vocab import COPYPASTE_MIX_SUBSET, COPYPASTE_SUBSET, EMOTIONS, FIXED_SNR_SUBSET, TRAIN, VALIDATION
-from trainer.data import SampleSet, StoreData, length_batches
+from trainer.data import DEFAULT_CACHE_MB, FeatureCache, SampleSet, StoreData, feature_batches, length_batches
 from trainer.features import FeatureError, build_front_end
 from trainer.model import GRUTFM, count_parameters
 from trainer.predict import classification_scores, make_loader, predict
+from trainer.threads import thread_plan
 from trainer.weights import LEVEL_FLOOR, algorithm1, plan_epoch_draw
 
 RUN_FORMAT = "metricaug-run/1"
@@ -66,6 +67,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = 2
+    threads: int = 0  # torch threads; 0: OMP_NUM_THREADS if set, else the cores the workers leave
+    cache_mb: int = DEFAULT_CACHE_MB  # features of the fixed inputs kept in memory; 0: none
 
 
 def resolve_device(name: str) -> torch.device:
@@ -128,9 +131,12 @@ class Trainer:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         # DataLoader workers decode on their own cores: the main process keeps the rest
         # (oversubscribed cores slow a small model's step by orders of magnitude)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if config.threads < 0 or config.cache_mb < 0:
+            raise InputError(f"--threads {config.threads} / --cache-mb {config.cache_mb}: expected 0 or more")
+        self.threads, self.idle_threads = thread_plan(config.threads, config.workers)
         if self.device.type == "cpu":
-            torch.set_num_threads(max(1, cores - max(0, config.workers)))
+            torch.set_num_threads(self.threads)
+        self.cache: FeatureCache | None = None
         if not 8 <= config.hidden <= 128 or config.hidden % 2:
             raise InputError(f"--hidden {config.hidden}: expected an even number from 8 to 128")
         if config.strategy not in STRATEGIES:
@@ -227,14 +233,47 @@ class Trainer:
         def scores(samples: SampleSet) -> tuple[float, float]:
             if len(samples) == 0:
                 return float("nan"), float("nan")
-            result = classification_scores(samples.labels, predict(model, self.features, samples, self.config.workers))
+            predictions = predict(model, self.features, samples, self.config.workers, self.cache)
+            result = classification_scores(samples.labels, predictions)
             return result["wf1"], result["uar"]
 
-        wf1_clean, uar_clean = scores(self.val_clean)
-        level_scores = [scores(s) for s in self.val_levels]
+        # every validation feature cached: no worker decodes, the pass takes every core
+        idle = self.device.type == "cpu" and self.cache is not None and all(
+            self.cache.hits(s).all() for s in [self.val_clean, *self.val_levels])
+        if idle:
+            torch.set_num_threads(self.idle_threads)
+        try:
+            wf1_clean, uar_clean = scores(self.val_clean)
+            level_scores = [scores(s) for s in self.val_levels]
+        finally:
+            if idle:
+                torch.set_num_threads(self.threads)
         return {"val_wf1_clean": wf1_clean, "val_uar_clean": uar_clean,
                 "val_wf1_levels": [s[0] for s in level_scores], "val_uar_levels": [s[1] for s in level_scores],
                 "val_mixes_levels": [len(s) for s in self.val_levels]}
+
+    def cache_fixed_inputs(self) -> None:
+        """Features of the inputs that are the same every epoch (the validation sets, the clean
+        train utterances, a baseline's fixed mixes), computed once, while they fit --cache-mb."""
+        cap = self.config.cache_mb
+        if cap == 0:
+            self.log("feature cache off (--cache-mb 0): every epoch decodes and featurizes all its inputs")
+            return
+        started = time.perf_counter()
+        pad = ((torch.zeros(self.front_end.dim, device=self.device) - self.norm_mean) / self.norm_std).cpu()
+        self.cache = FeatureCache(cap * 2**20, pad)
+        parts = [("clean validation", self.val_clean)]
+        parts += [(f"validation level {k + 1}", s) for k, s in enumerate(self.val_levels)]
+        parts += [("clean train", self.train_clean)] + ([("fixed train mixes", self.fixed)] if self.fixed is not None else [])
+        left_out = []
+        for name, samples in parts:
+            frames = self.front_end.frames_for(torch.from_numpy(samples.lengths)).numpy()
+            if not self.cache.add(samples, frames, self.features, self.config.workers):
+                left_out.append(name)
+        cached = len(parts) - len(left_out)
+        self.log(f"feature cache: {cached} of {len(parts)} fixed input sets, {len(self.cache)} samples, "
+                 f"{self.cache.nbytes / 2**20:.0f} MiB in {time.perf_counter() - started:.1f} s"
+                 + (f"; not cached (over --cache-mb {cap}), decoded every epoch: {', '.join(left_out)}" if left_out else ""))
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, resume: bool = False) -> RunState:
@@ -276,6 +315,7 @@ class Trainer:
                 write_json_atomic(out / CONFIG, config_doc)
             self.norm_mean, self.norm_std = self.estimate_normalisation()
         self.norm_mean, self.norm_std = self.norm_mean.to(self.device), self.norm_std.to(self.device)
+        self.cache_fixed_inputs()
         if dist.main:
             self._write_records(out, state.records)  # drops lines of an epoch a kill interrupted
             what = f"{cfg.metric}-{cfg.quant} K={self.K}" if self.metricaug else cfg.strategy
@@ -324,8 +364,8 @@ class Trainer:
         total, seen = 0.0, 0
         bar = tqdm(total=sum(len(b) for b in batches), unit="utt", desc=f"epoch {epoch}", leave=False,
                    disable=not (self.progress and dist.main), dynamic_ncols=True)
-        for wavs, lengths, labels, _ in self.loader(samples, batches):
-            feats, frames = self.features(wavs, lengths)
+        for feats, frames, labels, _ in feature_batches(samples, batches, self.features, self.config.workers,
+                                                         self.cache, self.device):
             logits = net(feats, frames)
             loss = F.cross_entropy(logits, labels.to(self.device))
             optimizer.zero_grad(set_to_none=True)
