@@ -16,7 +16,8 @@ over test utterances and the spread over runs. Every step resumes, so the same c
 continues an interrupted study. All stores are built first and the runs go seed by seed over
 the folds, so a study cut short still tests every utterance once. A second process started
 with ``--train-only`` on the same ``--out`` shares the runs (each run is claimed by one
-process: two cores train two runs at once). Prints the commands it ran and their CPU time.
+process: two cores train two runs at once; give each process ``--parallel 2`` so that each run
+takes its share of the cores). Prints the commands it ran and their CPU time.
 """
 from __future__ import annotations
 
@@ -60,6 +61,14 @@ def write_fold_csv(path: Path, utts, test: list[str], validation: list[str]) -> 
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["path", "label", "split", "speaker", "id"])
         writer.writerows(rows)
+
+
+def core_share(parallel: int, cores: int) -> tuple[int, int]:
+    """(torch threads, DataLoader workers) of one run when ``parallel`` runs share ``cores``:
+    together they never ask for more threads than the run's share of the cores."""
+    share = max(1, cores // max(1, parallel))
+    workers = share // 2
+    return share - workers, workers
 
 
 def claim_run(out: Path) -> Path | None:
@@ -122,9 +131,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-only", action="store_true",
                         help="skip the store builds: a second process sharing the runs of a study whose stores are built "
                              "(each run is claimed by one process)")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="study processes sharing this machine's cores (this one included, e.g. 2 with a second "
+                             "--train-only process): each run gets --threads and --workers for its share of the cores "
+                             "(1: the trainer's own defaults)")
     parser.add_argument("--only-folds", default="", help="comma-separated fold numbers to run (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     args = parser.parse_args(argv)
+    if args.parallel < 1:
+        parser.exit(2, f"error: --parallel {args.parallel}: expected 1 or more\n")
+    share_args: list[str] = []
+    extra = shlex.split(args.trainer_args)
+    if args.parallel > 1 and not {"--threads", "--workers"} & {a.split("=")[0] for a in extra}:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads, workers = core_share(args.parallel, cores)
+        share_args = ["--threads", str(threads), "--workers", str(workers)]
+        print(f"{args.parallel} study processes on {cores} cores: each run --threads {threads} --workers {workers}")
 
     utts, rejects = EMOTION_CORPORA[args.corpus](args.root)
     speakers = sorted({u.speaker for u in utts})
@@ -161,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(out)
                 train = ("trainer", "run", "--data", str(stores[f]), "--strategy", strategy, "--seed", str(seed),
                          "--max-epochs", str(args.max_epochs), "--patience", str(args.patience), "--out", str(out),
-                         "--resume", "--quiet", *shlex.split(args.trainer_args))
+                         "--resume", "--quiet", *share_args, *extra)
                 if args.dry_run:
                     run(*train)
                 elif not (out / "results.json").is_file():  # else: trained and evaluated

@@ -277,6 +277,9 @@ def feature_batches(samples: SampleSet, batches: list[np.ndarray], featurize: Fe
             yield feats, frames, labels, indices
         return
     if hits.all():  # nothing to decode: no worker processes
+        # a DataLoader draws its base seed from torch's generator as it starts iterating;
+        # draw it here too, so that the dropout masks that follow are the same as before
+        torch.empty((), dtype=torch.int64).random_()
         for batch in batches:
             batch = np.asarray(batch, dtype=np.int64)
             feats, frames = cache.assemble([samples.key(i) for i in batch])

@@ -25,6 +25,9 @@ N_HEADS = 2
 
 
 class GRUTFM(nn.Module):
+    #: eval mode without autograd takes the fused attention path (see the module docstring)
+    fast_eval = True
+
     def __init__(self, n_features: int, hidden: int = 16, n_classes: int = 4):
         super().__init__()
         if hidden % N_HEADS != 0:
@@ -49,8 +52,6 @@ class GRUTFM(nn.Module):
             layer, num_layers=1, norm=nn.LayerNorm(hidden), enable_nested_tensor=False,
         )
         self.head = nn.Linear(hidden, n_classes)
-        #: eval mode without autograd takes the fused attention path (see the module docstring)
-        self.fast_eval = True
 
     def forward(self, feats: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
         """feats (B, T, F) float, frame_lengths (B,) int (any device) -> logits (B, n_classes)."""

@@ -133,7 +133,7 @@ class Trainer:
         # (oversubscribed cores slow a small model's step by orders of magnitude)
         if config.threads < 0 or config.cache_mb < 0:
             raise InputError(f"--threads {config.threads} / --cache-mb {config.cache_mb}: expected 0 or more")
-        self.threads, self.idle_threads = thread_plan(config.threads, config.workers)
+        self.threads = thread_plan(config.threads, config.workers)
         if self.device.type == "cpu":
             torch.set_num_threads(self.threads)
         self.cache: FeatureCache | None = None
@@ -237,17 +237,8 @@ class Trainer:
             result = classification_scores(samples.labels, predictions)
             return result["wf1"], result["uar"]
 
-        # every validation feature cached: no worker decodes, the pass takes every core
-        idle = self.device.type == "cpu" and self.cache is not None and all(
-            self.cache.hits(s).all() for s in [self.val_clean, *self.val_levels])
-        if idle:
-            torch.set_num_threads(self.idle_threads)
-        try:
-            wf1_clean, uar_clean = scores(self.val_clean)
-            level_scores = [scores(s) for s in self.val_levels]
-        finally:
-            if idle:
-                torch.set_num_threads(self.threads)
+        wf1_clean, uar_clean = scores(self.val_clean)
+        level_scores = [scores(s) for s in self.val_levels]
         return {"val_wf1_clean": wf1_clean, "val_uar_clean": uar_clean,
                 "val_wf1_levels": [s[0] for s in level_scores], "val_uar_levels": [s[1] for s in level_scores],
                 "val_mixes_levels": [len(s) for s in self.val_levels]}
