@@ -16,7 +16,8 @@ over test utterances and the spread over runs. Every step resumes, so the same c
 continues an interrupted study. All stores are built first and the runs go seed by seed over
 the folds, so a study cut short still tests every utterance once. A second process started
 with ``--train-only`` on the same ``--out`` shares the runs (each run is claimed by one
-process: two cores train two runs at once). Prints the commands it ran and their CPU time.
+process: two cores train two runs at once; give each process ``--parallel 2`` so that each run
+takes its share of the cores). Prints the commands it ran and their CPU time.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mixer.corpora import EMOTION_CORPORA  # noqa: E402
+from shards.cores import usable_cores  # noqa: E402
 from shards.store import pid_alive  # noqa: E402
 
 
@@ -115,6 +117,14 @@ def write_fold_csv(path: Path, utts, test: list[str], validation: list[str]) -> 
         writer.writerows(rows)
 
 
+def core_share(parallel: int, cores: int) -> tuple[int, int]:
+    """(torch threads, DataLoader workers) of one run when ``parallel`` runs share ``cores``:
+    together they never ask for more threads than the run's share of the cores."""
+    share = max(1, cores // max(1, parallel))
+    workers = share // 2
+    return share - workers, workers
+
+
 def claim_run(out: Path) -> Path | None:
     """Claim a run for this process, so several study processes share one study's runs: the
     claim file appears with this process's id in it at once (a hard link of a written file).
@@ -182,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-only", action="store_true",
                         help="skip the store builds: a second process sharing the runs of a study whose stores are built "
                              "(each run is claimed by one process)")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="study processes sharing this machine's cores (this one included, e.g. 2 with a second "
+                             "--train-only process): each run gets --threads and --workers for its share of the cores "
+                             "(1: the trainer's own defaults)")
     parser.add_argument("--only-folds", default="", help="comma-separated fold numbers to run (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     args = parser.parse_args(argv)
@@ -189,6 +203,15 @@ def main(argv: list[str] | None = None) -> int:
         args.noise_root, args.unseen_root = assemble_real_noise(args.real_noise, args.out / "noise")
     if args.noise_root is None:
         raise SystemExit("give --noise-root (MUSAN layout) or --real-noise ../shared/audio")
+    if args.parallel < 1:
+        parser.exit(2, f"error: --parallel {args.parallel}: expected 1 or more\n")
+    share_args: list[str] = []
+    extra = shlex.split(args.trainer_args)
+    if args.parallel > 1 and not {"--threads", "--workers"} & {a.split("=")[0] for a in extra}:
+        cores = usable_cores()
+        threads, workers = core_share(args.parallel, cores)
+        share_args = ["--threads", str(threads), "--workers", str(workers)]
+        print(f"{args.parallel} study processes on {cores} cores: each run --threads {threads} --workers {workers}")
 
     utts, rejects = EMOTION_CORPORA[args.corpus](args.root)
     speakers = sorted({u.speaker for u in utts})
@@ -227,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(recorded or out)
                 train = ("trainer", "run", "--data", str(stores[f]), "--strategy", strategy, "--seed", str(seed),
                          "--max-epochs", str(args.max_epochs), "--patience", str(args.patience), "--out", str(out),
-                         "--resume", "--quiet", *options, *shlex.split(args.trainer_args))
+                         "--resume", "--quiet", *options, *share_args, *extra)
                 if args.dry_run:
                     run(*train)
                 elif recorded is not None and (recorded / "results.json").is_file():

@@ -146,6 +146,8 @@ def run_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the model, the draws and the batch order."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     workers: int = typer.Option(-1, "--workers", help="DataLoader worker processes decoding FLAC (-1: one per core, up to 8)."),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch threads of the training process (0: OMP_NUM_THREADS when set, else the cores the DataLoader workers leave, at least 1)."),
+    cache_mb: int = typer.Option(1024, "--cache-mb", min=0, help="MiB of memory for the features of the inputs that are the same every epoch (validation sets, clean train utterances), computed once per run; a set that does not fit is decoded every epoch (logged). 0: no cache."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last completed epoch."),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate the best checkpoint on the test sets at the end (results.json)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (the per-epoch lines stay)."),
@@ -164,7 +166,7 @@ def run_command(
         features=features.value, checkpoint=str(checkpoint) if checkpoint else None, batch_size=batch_size,
         lr=lr, max_epochs=max_epochs, patience=patience, val_per_level=val_per_level, select=select.value,
         gap_score=gap_score.value, max_steps=max_steps, seed=seed,
-        device=device, workers=_default_workers() if workers < 0 else workers,
+        device=device, workers=_default_workers() if workers < 0 else workers, threads=threads, cache_mb=cache_mb,
     )
     main_rank = os.environ.get("RANK", "0") == "0"
     log_file = None

@@ -8,12 +8,12 @@ batches are cut from runs of similar length so that little of a batch is padding
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow.compute as pc
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from shards.errors import InputError
 from shards.levelindex import LevelIndex, LevelMembers
@@ -36,6 +36,15 @@ class SampleSet:
 
     def __len__(self) -> int:
         return int(self.labels.size)
+
+    def key(self, i: int) -> str:
+        """The store key of sample ``i``."""
+        return self.sources[int(self.source_of[i])].keys[int(self.index_in_source[i])]
+
+    def take(self, indices: np.ndarray) -> "SampleSet":
+        """The samples at ``indices``, in that order."""
+        return SampleSet(self.sources, self.source_of[indices], self.index_in_source[indices],
+                         self.labels[indices], self.lengths[indices])
 
     @staticmethod
     def concat(parts: Sequence["SampleSet"]) -> "SampleSet":
@@ -127,16 +136,20 @@ class StoreData:
 
 class WaveformDataset(Dataset):
     """Item i of a :class:`SampleSet`: (waveform float32 tensor, label, i). Decoding runs in
-    whichever process asks, so DataLoader workers share the FLAC decoding."""
+    whichever process asks, so DataLoader workers share the FLAC decoding. Items marked in
+    ``skip`` (their features are cached) are not read: an empty waveform stands for them."""
 
-    def __init__(self, samples: SampleSet):
+    def __init__(self, samples: SampleSet, skip: np.ndarray | None = None):
         self.samples = samples
+        self.skip = skip
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int):
         s = self.samples
+        if self.skip is not None and self.skip[i]:
+            return torch.empty(0, dtype=torch.float32), int(s.labels[i]), int(i)
         wav = s.sources[int(s.source_of[i])].audio(int(s.index_in_source[i]))
         return torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), int(s.labels[i]), int(i)
 
@@ -147,7 +160,7 @@ def collate_waveforms(items):
     the training process without another copy of several megabytes."""
     wavs, labels, indices = zip(*items)
     lengths = torch.tensor([w.numel() for w in wavs], dtype=torch.long)
-    shape = (len(wavs), int(lengths.max()))
+    shape = (len(wavs), int(lengths.max()) if wavs else 0)
     if torch.utils.data.get_worker_info() is not None:
         storage = torch.UntypedStorage._new_shared(shape[0] * shape[1] * 4)
         batch = torch.tensor([], dtype=torch.float32).set_(storage).view(shape)
@@ -176,3 +189,113 @@ def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         batches += [chunk[i:i + batch_size] for i in range(0, chunk.size, batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def make_loader(samples: SampleSet, batches: list[np.ndarray], workers: int,
+                skip: np.ndarray | None = None) -> DataLoader:
+    """A DataLoader whose workers decode the FLAC of ``samples`` batch by batch (not those
+    marked in ``skip``)."""
+    workers = max(0, workers)
+    return DataLoader(WaveformDataset(samples, skip), batch_sampler=batches, collate_fn=collate_waveforms,
+                      num_workers=workers, persistent_workers=False,
+                      multiprocessing_context="fork" if workers else None)
+
+
+#: Default cap of the feature cache in MiB: a RAVDESS or EmoDB fold (clean train utterances,
+#: clean validation and every level's validation mixes: about 300 MiB of log-mel for RAVDESS).
+DEFAULT_CACHE_MB = 1024
+
+Featurize = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class FeatureCache:
+    """The model's input features of samples that are the same every epoch (clean train
+    utterances, the validation sets), computed once per run and kept in memory, by store
+    key: a (frames, dims) float32 tensor each, exactly the rows the front end gives the
+    sample inside any batch (the log-mel front end is per item). A batch is assembled from
+    them with ``pad`` in the padded frames, as the front end plus normalisation gives."""
+
+    def __init__(self, cap_bytes: int, pad: torch.Tensor):
+        self.cap_bytes = int(cap_bytes)
+        self.pad = pad  # (dims,): the normalised value of a zero (padded) frame
+        self._feats: dict[str, torch.Tensor] = {}
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self._feats)
+
+    def get(self, key: str) -> torch.Tensor | None:
+        return self._feats.get(key)
+
+    def hits(self, samples: SampleSet) -> np.ndarray:
+        """(n,) bool: which samples' features are cached."""
+        return np.array([samples.key(i) in self._feats for i in range(len(samples))], dtype=bool)
+
+    def add(self, samples: SampleSet, frames: np.ndarray, featurize: Featurize, workers: int,
+            batch_size: int = 64) -> bool:
+        """Featurize and keep every sample of ``samples`` not cached yet (``frames``: each
+        one's frame count, for the size), if they all fit under the cap; False if not."""
+        todo = np.array([i for i in range(len(samples)) if samples.key(i) not in self._feats], dtype=np.int64)
+        dim = int(self.pad.numel())
+        need = int(np.sum(frames[todo], dtype=np.int64)) * dim * 4 if todo.size else 0
+        if self.nbytes + need > self.cap_bytes:
+            return False
+        part = samples.take(todo)
+        for wavs, lengths, _, indices in make_loader(part, length_batches(part.lengths, batch_size, None), workers):
+            feats, n_frames = featurize(wavs, lengths)
+            feats = feats.cpu()
+            for row, (i, n) in enumerate(zip(indices.tolist(), n_frames.tolist())):
+                item = feats[row, :n].clone()
+                self._feats[part.key(i)] = item
+                self.nbytes += item.numel() * item.element_size()
+        return True
+
+    def assemble(self, keys: Sequence[str | None], computed: dict[int, tuple[torch.Tensor, int]] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A padded batch (B, T, dims) and frame counts (B,) of cached items (``keys``) and
+        computed ones (``computed[row] = (features, frames)`` where ``keys[row]`` is None)."""
+        rows = []
+        for row, key in enumerate(keys):
+            rows.append(self._feats[key] if key is not None else computed[row][0][: computed[row][1]])
+        frames = torch.tensor([r.shape[0] for r in rows], dtype=torch.long)
+        batch = self.pad.expand(len(rows), int(frames.max()), -1).clone()
+        for row, feats in enumerate(rows):
+            batch[row, : feats.shape[0]] = feats
+        return batch, frames
+
+
+def feature_batches(samples: SampleSet, batches: list[np.ndarray], featurize: Featurize, workers: int,
+                    cache: FeatureCache | None = None, device: torch.device | str = "cpu"
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(features, frame lengths, labels, indices) of each batch, the features normalised as
+    ``featurize`` gives them. Cached samples come from ``cache``; the others are decoded (in
+    ``workers`` DataLoader processes) and featurized here. Nothing cached: the plain path."""
+    hits = cache.hits(samples) if cache is not None and len(cache) else None
+    if hits is None or not hits.any():
+        for wavs, lengths, labels, indices in make_loader(samples, batches, workers):
+            feats, frames = featurize(wavs, lengths)
+            yield feats, frames, labels, indices
+        return
+    if hits.all():  # nothing to decode: no worker processes
+        # a DataLoader draws its base seed from torch's generator as it starts iterating;
+        # draw it here too, so that the dropout masks that follow are the same as before
+        torch.empty((), dtype=torch.int64).random_()
+        for batch in batches:
+            batch = np.asarray(batch, dtype=np.int64)
+            feats, frames = cache.assemble([samples.key(i) for i in batch])
+            yield (feats.to(device), frames.to(device), torch.from_numpy(samples.labels[batch]),
+                   torch.from_numpy(batch))
+        return
+    for wavs, lengths, labels, indices in make_loader(samples, batches, workers, skip=hits):
+        idx = indices.numpy()
+        keys = [samples.key(i) if hits[i] else None for i in idx]
+        rows = [row for row, key in enumerate(keys) if key is None]
+        computed = {}
+        if rows:
+            sub = torch.tensor(rows, dtype=torch.long)
+            sub_lengths = lengths[sub]
+            feats, frames = featurize(wavs[sub, : int(sub_lengths.max())], sub_lengths)
+            feats, frames = feats.cpu(), frames.cpu()
+            computed = {row: (feats[j], int(frames[j])) for j, row in enumerate(rows)}
+        feats, frames = cache.assemble(keys, computed)
+        yield feats.to(device), frames.to(device), labels, indices

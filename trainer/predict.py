@@ -7,30 +7,26 @@ from typing import Callable
 import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, f1_score, recall_score
-from torch.utils.data import DataLoader
 
 from shards.vocab import EMOTIONS
-from trainer.data import SampleSet, WaveformDataset, collate_waveforms, length_batches
+from trainer.data import FeatureCache, SampleSet, feature_batches, length_batches, make_loader
+
+__all__ = ["PREDICT_BATCH", "classification_scores", "make_loader", "predict"]
 
 #: Utterances per forward pass when only predicting (no gradients: larger batches are cheap).
 PREDICT_BATCH = 64
 
 
-def make_loader(samples: SampleSet, batches: list[np.ndarray], workers: int) -> DataLoader:
-    """A DataLoader whose workers decode the FLAC of ``samples`` batch by batch."""
-    workers = max(0, workers)
-    return DataLoader(WaveformDataset(samples), batch_sampler=batches, collate_fn=collate_waveforms,
-                      num_workers=workers, persistent_workers=False,
-                      multiprocessing_context="fork" if workers else None)
-
-
 @torch.no_grad()
-def predict(model: torch.nn.Module, featurize: Callable, samples: SampleSet, workers: int) -> np.ndarray:
-    """Predicted class index of every sample (in the order of ``samples``)."""
+def predict(model: torch.nn.Module, featurize: Callable, samples: SampleSet, workers: int,
+            cache: FeatureCache | None = None) -> np.ndarray:
+    """Predicted class index of every sample (in the order of ``samples``); features of
+    samples in ``cache`` are taken from it, the others decoded and featurized."""
     model.eval()
+    device = next(model.parameters()).device
     predictions = np.empty(len(samples), dtype=np.int64)
-    for wavs, lengths, _, indices in make_loader(samples, length_batches(samples.lengths, PREDICT_BATCH, None), workers):
-        feats, frames = featurize(wavs, lengths)
+    batches = length_batches(samples.lengths, PREDICT_BATCH, None)
+    for feats, frames, _, indices in feature_batches(samples, batches, featurize, workers, cache, device):
         predictions[indices.numpy()] = model(feats, frames).argmax(-1).cpu().numpy()
     return predictions
 

@@ -55,6 +55,10 @@ class Strategy:
     def epoch_samples(self, trainer: "Trainer", epoch: int, weights: list[float]) -> EpochSamples:
         return EpochSamples(trainer.train_clean, [], [])
 
+    def fixed_inputs(self) -> list[tuple[str, "SampleSet"]]:
+        """Samples beyond the clean ones that every epoch trains on (named): worth caching."""
+        return []
+
     def initial_weights(self, n_levels: int) -> list[float]:
         return []
 
@@ -87,6 +91,9 @@ class StoredSamples(Strategy):
         from trainer.data import SampleSet
 
         return EpochSamples(SampleSet.concat([trainer.train_clean, self.stored]), [], [])
+
+    def fixed_inputs(self) -> list[tuple[str, "SampleSet"]]:
+        return [(f"{self.label} train samples", self.stored)]
 
     def train_size_n(self, trainer: "Trainer") -> float:
         return 1 + len(self.stored) / trainer.N

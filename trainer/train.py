@@ -35,12 +35,13 @@ from shards.errors import InputError
 from shards.reader import open_store
 from shards.store import folder_lock
 from shards.vocab import CLEAN_SUBSET, EMOTIONS, SUPERSET_SUBSET, TRAIN, VALIDATION
-from trainer.data import SampleSet, StoreData, length_batches
+from trainer.data import DEFAULT_CACHE_MB, FeatureCache, SampleSet, StoreData, feature_batches, length_batches
 from trainer.features import FeatureError, build_front_end
 from trainer.model import GRUTFM, count_parameters
 from trainer.predict import classification_scores, make_loader, predict
 from trainer.runfolder import (BEST, CONFIG, EPOCHS, LAST, LOCK, RUN_FORMAT, data_identity, load_checkpoint,
                                read_config)
+from trainer.threads import thread_plan
 from trainer.strategies import (DROPOUT_SEED_STRIDE, GAP_SCORES, SELECTION_RULES, STREAM_BATCH_ORDER,
                                 STREAM_NORMALISATION, STREAM_VALIDATION_SUBSET, gaps as score_gaps, get_strategy)
 from trainer.weights import LEVEL_FLOOR
@@ -80,6 +81,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = 2
+    threads: int = 0  # torch threads; 0: OMP_NUM_THREADS if set, else the cores the workers leave
+    cache_mb: int = DEFAULT_CACHE_MB  # features of the fixed inputs kept in memory; 0: none
 
 
 def resolve_device(name: str) -> torch.device:
@@ -144,9 +147,12 @@ class Trainer:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         # DataLoader workers decode on their own cores: the main process keeps the rest
         # (oversubscribed cores slow a small model's step by orders of magnitude)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if config.threads < 0 or config.cache_mb < 0:
+            raise InputError(f"--threads {config.threads} / --cache-mb {config.cache_mb}: expected 0 or more")
+        self.threads = thread_plan(config.threads, config.workers)
         if self.device.type == "cpu":
-            torch.set_num_threads(max(1, cores - max(0, config.workers)))
+            torch.set_num_threads(self.threads)
+        self.cache: FeatureCache | None = None
         if not 8 <= config.hidden <= 128 or config.hidden % 2:
             raise InputError(f"--hidden {config.hidden}: expected an even number from 8 to 128")
         if config.select not in SELECTION_RULES:
@@ -233,7 +239,9 @@ class Trainer:
         """WF1 and UAR on the clean validation set, on each level's validation mixes, and on
         all of them pooled into one set (the authors' selection set)."""
         def outcomes(samples: SampleSet) -> np.ndarray:
-            return predict(model, self.features, samples, self.config.workers) if len(samples) else np.empty(0, np.int64)
+            if not len(samples):
+                return np.empty(0, np.int64)
+            return predict(model, self.features, samples, self.config.workers, self.cache)
 
         def scores(labels: np.ndarray, predictions: np.ndarray) -> tuple[float, float]:
             if labels.size == 0:
@@ -249,6 +257,29 @@ class Trainer:
                 "val_wf1_levels": [s[0] for s in levels], "val_uar_levels": [s[1] for s in levels],
                 "val_mixes_levels": [len(s) for s in self.val_levels],
                 "val_wf1_pooled": pooled[0], "val_uar_pooled": pooled[1]}
+
+    def cache_fixed_inputs(self) -> None:
+        """Features of the inputs that are the same every epoch (the validation sets, the clean
+        train utterances, a baseline's fixed mixes), computed once, while they fit --cache-mb."""
+        cap = self.config.cache_mb
+        if cap == 0:
+            self.log("feature cache off (--cache-mb 0): every epoch decodes and featurizes all its inputs")
+            return
+        started = time.perf_counter()
+        pad = ((torch.zeros(self.front_end.dim, device=self.device) - self.norm_mean) / self.norm_std).cpu()
+        self.cache = FeatureCache(cap * 2**20, pad)
+        parts = [("clean validation", self.val_clean)]
+        parts += [(f"validation level {k + 1}", s) for k, s in enumerate(self.val_levels)]
+        parts += [("clean train", self.train_clean)] + self.strategy.fixed_inputs()
+        left_out = []
+        for name, samples in parts:
+            frames = self.front_end.frames_for(torch.from_numpy(samples.lengths)).numpy()
+            if not self.cache.add(samples, frames, self.features, self.config.workers):
+                left_out.append(name)
+        cached = len(parts) - len(left_out)
+        self.log(f"feature cache: {cached} of {len(parts)} fixed input sets, {len(self.cache)} samples, "
+                 f"{self.cache.nbytes / 2**20:.0f} MiB in {time.perf_counter() - started:.1f} s"
+                 + (f"; not cached (over --cache-mb {cap}), decoded every epoch: {', '.join(left_out)}" if left_out else ""))
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, resume: bool = False) -> RunState:
@@ -312,6 +343,7 @@ class Trainer:
                 write_json_atomic(out / CONFIG, config_doc)
             self.norm_mean, self.norm_std = self.estimate_normalisation()
         self.norm_mean, self.norm_std = self.norm_mean.to(self.device), self.norm_std.to(self.device)
+        self.cache_fixed_inputs()
         if dist.main:
             self._write_records(out, state.records)  # drops lines of an epoch a kill interrupted
             what = f"{cfg.metric}-{cfg.quant} K={self.K}" if self.strategy.draws_levels else cfg.strategy
@@ -376,8 +408,8 @@ class Trainer:
         total, seen = 0.0, 0
         bar = tqdm(total=sum(len(b) for b in batches), unit="utt", desc=f"epoch {epoch}", leave=False,
                    disable=not (self.progress and dist.main), dynamic_ncols=True)
-        for wavs, lengths, labels, _ in self.loader(samples, batches):
-            feats, frames = self.features(wavs, lengths)
+        for feats, frames, labels, _ in feature_batches(samples, batches, self.features, self.config.workers,
+                                                         self.cache, self.device):
             logits = net(feats, frames)
             loss = F.cross_entropy(logits, labels.to(self.device))
             optimizer.zero_grad(set_to_none=True)

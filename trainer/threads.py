@@ -1,0 +1,34 @@
+"""How many torch threads the training process uses.
+
+DataLoader workers decode FLAC on their own cores, so the training process keeps the cores
+they leave: oversubscribed cores slow a small model's step by orders of magnitude (each of
+the GRU's per-frame operations waits at an OpenMP barrier for a thread that another process
+holds). An explicit ``--threads N`` or ``OMP_NUM_THREADS`` (what a scheduler, or
+``bench/study.py`` running several runs side by side, sets) is used as given.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+from shards.cores import usable_cores
+
+
+def env_threads(environ: Mapping[str, str] = os.environ) -> int | None:
+    """OMP_NUM_THREADS as a positive int (its first entry); None when unset or not one
+    (OpenMP ignores such a value too)."""
+    value = environ.get("OMP_NUM_THREADS", "").strip().split(",")[0].strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def thread_plan(requested: int, workers: int, cores: int | None = None,
+                environ: Mapping[str, str] = os.environ) -> int:
+    """torch threads of the training process: ``requested`` (``--threads``) when > 0, else
+    OMP_NUM_THREADS when set, else the cores the ``workers`` leave (at least one)."""
+    if requested > 0:
+        return requested
+    fixed = env_threads(environ)
+    if fixed is not None:
+        return fixed
+    cores = usable_cores() if cores is None else cores
+    return max(1, cores - max(0, workers))
