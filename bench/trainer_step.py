@@ -64,7 +64,10 @@ def _worker(args) -> None:
         tr.cache_fixed_inputs()
     setup = time.perf_counter() - started
     K = tr.K
-    samples, _, _ = tr.epoch_samples(1, [1.0 / K] * K)
+    if hasattr(tr, "strategy"):  # the strategy registry (trainer.strategies)
+        samples = tr.strategy.epoch_samples(tr, 1, [1.0 / K] * K).samples
+    else:  # the code before it
+        samples, _, _ = tr.epoch_samples(1, [1.0 / K] * K)
     train_batches = length_batches(samples.lengths, cfg.batch_size, T._rng(0, 2, 1))
     val_sets = [tr.val_clean, *tr.val_levels]
     val_batches = [length_batches(s.lengths, 64, None) for s in val_sets]

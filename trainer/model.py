@@ -3,9 +3,13 @@
 Linear(F->H) -> 1-layer GRU(H) -> 1 Transformer encoder layer (2 heads, feed-forward H,
 GELU, final LayerNorm) -> mean over valid frames -> Linear(H->n_classes).
 
-Padding never leaks into an utterance's logits: the GRU runs on packed sequences, the
-attention ignores padded keys, and the pooling averages valid frames only. So an
-utterance gets the same logits alone or padded inside a batch of longer ones.
+Padding never leaks into an utterance's logits: the GRU is causal (its output at a valid
+frame never depends on the padding after it), the attention ignores padded keys, and the
+pooling averages valid frames only. So an utterance gets the same logits alone or padded
+inside a batch of longer ones. The GRU runs on the padded batch, not on packed sequences:
+the fused kernel is about 2x faster forward and backward; it reorders floating-point sums,
+so losses differ from the packed computation by about 1e-8 (tested within 1e-4 over 5
+epochs, with the same test predictions).
 
 Evaluation (eval mode, no autograd) takes a fused path through the same weights:
 ``scaled_dot_product_attention`` with the padding as a boolean mask, which on the CPU runs
@@ -27,6 +31,8 @@ N_HEADS = 2
 class GRUTFM(nn.Module):
     #: eval mode without autograd takes the fused attention path (see the module docstring)
     fast_eval = True
+    #: run the GRU on packed sequences (the earlier, slower path; kept to check the fast one)
+    packed_gru = False
 
     def __init__(self, n_features: int, hidden: int = 16, n_classes: int = 4):
         super().__init__()
@@ -65,10 +71,16 @@ class GRUTFM(nn.Module):
         lengths = lengths_cpu.to(feats.device)
 
         x = self.proj(feats)
-        # Packing makes the GRU stop at each utterance's last valid frame.
-        packed = pack_padded_sequence(x, lengths_cpu, batch_first=True, enforce_sorted=False)
-        x, _ = self.gru(packed)
-        x, _ = pad_packed_sequence(x, batch_first=True, total_length=T)
+        if self.packed_gru:
+            packed = pack_padded_sequence(x, lengths_cpu, batch_first=True, enforce_sorted=False)
+            x, _ = self.gru(packed)
+            x, _ = pad_packed_sequence(x, batch_first=True, total_length=T)
+        else:
+            # The GRU is causal: its output at a valid frame never depends on the padding after
+            # it, so it runs on the padded batch (the fused kernel, about 2x faster forward and
+            # backward than packed sequences). Its outputs at padded frames, bounded by the
+            # gates, are masked below: keys in the attention, frames in the pooling.
+            x, _ = self.gru(x)
 
         pad = torch.arange(T, device=feats.device)[None, :] >= lengths[:, None]  # (B, T), True = padding
         if self.fast_eval and not self.training and not torch.is_grad_enabled():
