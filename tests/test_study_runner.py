@@ -1,0 +1,56 @@
+"""bench/study.py's pieces for the fair test: the real noise it assembles, the records it
+keeps of finished runs (what lets a study resume on another machine), its variants."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import study  # noqa: E402
+
+
+def test_real_noise_is_music_and_background_seen_and_glass_unseen(shared_dir, tmp_path):
+    from mixer.corpora import esc50, musan
+
+    musan_root, unseen_root = study.assemble_real_noise(shared_dir / "audio", tmp_path / "noise")
+    seen, rejects = musan.prepare(musan_root)
+    assert not rejects
+    kinds = {n.kind for n in seen}
+    assert kinds == {"music", "noise"}
+    assert sum(n.kind == "music" for n in seen) == len(list((shared_dir / "audio" / "music").glob("*.flac"))) == 16
+    with open(shared_dir / "audio" / "esc50_glass" / "meta" / "esc50.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    background = {Path(r["filename"]).stem for r in rows if r["category"] == "background"}
+    glass = {Path(r["filename"]).stem for r in rows if r["category"] == "glass_break"}
+    assert {n.noise_id for n in seen if n.kind == "noise"} == background
+    unseen, rejects = esc50.prepare(unseen_root)
+    assert not rejects and {n.noise_id for n in unseen} == glass  # no seen clip is unseen noise
+    again = study.assemble_real_noise(shared_dir / "audio", tmp_path / "noise")  # a rerun (resume) is fine
+    assert again == (musan_root, unseen_root)
+
+
+def test_a_recorded_run_keeps_its_small_files_and_counts_as_finished(tmp_path):
+    out = tmp_path / "runs" / "fold0-none-s0"
+    out.mkdir(parents=True)
+    for name in study.RECORDED_FILES:
+        (out / name).write_text(json.dumps({"name": name}))
+    (out / "best.pt").write_bytes(b"weights")
+    record = tmp_path / "record" / out.name
+    study.record_run(out, record, cpu_s=12.34, wall_s=20.0)
+    assert sorted(p.name for p in record.iterdir()) == sorted([*study.RECORDED_FILES, "study.json"])
+    assert json.loads((record / "study.json").read_text()) == {"cpu_s": 12.3, "wall_s": 20.0}
+
+
+def test_a_dry_run_names_each_variant_with_its_options(shared_dir, tmp_path, capsys):
+    study.main(["--corpus", "ravdess", "--root", str(shared_dir / "audio" / "ravdess"), "--real-noise",
+                str(shared_dir / "audio"), "--out", str(tmp_path), "--only-folds", "0", "--seeds", "1",
+                "--strategies", "none,metricaug-uar", "--runs-name", "runs-b", "--trainer-args", "--max-steps 10",
+                "--dry-run"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ trainer run")]
+    assert len(lines) == 2
+    assert "--strategy none" in lines[0] and "runs-b/fold0-none-s0" in lines[0]
+    assert "--strategy metricaug" in lines[1] and "--gap-score uar" in lines[1] and "fold0-metricaug-uar-s0" in lines[1]
+    assert all(line.endswith("--max-steps 10") for line in lines)
