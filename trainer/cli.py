@@ -22,6 +22,7 @@ from shards.cli import fail
 from shards.cores import usable_cores
 from shards.metrics import metric_names
 from trainer.strategies import GAP_SCORES, SELECTION_RULES, STRATEGIES
+from trainer.threads import DEFAULT_CACHE_MB
 
 app = typer.Typer(
     help="Train MetricAug speech emotion recognition models and prepare their input features.",
@@ -147,7 +148,7 @@ def run_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     workers: int = typer.Option(-1, "--workers", help="DataLoader worker processes decoding FLAC (-1: one per core, up to 8)."),
     threads: int = typer.Option(0, "--threads", min=0, help="torch threads of the training process (0: OMP_NUM_THREADS when set, else the cores the DataLoader workers leave, at least 1)."),
-    cache_mb: int = typer.Option(1024, "--cache-mb", min=0, help="MiB of memory for the features of the inputs that are the same every epoch (validation sets, clean train utterances), computed once per run; a set that does not fit is decoded every epoch (logged). 0: no cache."),
+    cache_mb: int = typer.Option(DEFAULT_CACHE_MB, "--cache-mb", min=0, help="MiB of memory for the features of the inputs that are the same every epoch (validation sets, clean train utterances), computed once per run; a set that does not fit is decoded every epoch (logged). 0: no cache."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last completed epoch."),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate the best checkpoint on the test sets at the end (results.json)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (the per-epoch lines stay)."),

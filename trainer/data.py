@@ -201,10 +201,6 @@ def make_loader(samples: SampleSet, batches: list[np.ndarray], workers: int,
                       multiprocessing_context="fork" if workers else None)
 
 
-#: Default cap of the feature cache in MiB: a RAVDESS or EmoDB fold (clean train utterances,
-#: clean validation and every level's validation mixes: about 300 MiB of log-mel for RAVDESS).
-DEFAULT_CACHE_MB = 1024
-
 Featurize = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 

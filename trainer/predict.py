@@ -9,9 +9,7 @@ import torch
 from sklearn.metrics import confusion_matrix, f1_score, recall_score
 
 from shards.vocab import EMOTIONS
-from trainer.data import FeatureCache, SampleSet, feature_batches, length_batches, make_loader
-
-__all__ = ["PREDICT_BATCH", "classification_scores", "make_loader", "predict"]
+from trainer.data import FeatureCache, SampleSet, feature_batches, length_batches
 
 #: Utterances per forward pass when only predicting (no gradients: larger batches are cheap).
 PREDICT_BATCH = 64

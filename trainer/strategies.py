@@ -162,9 +162,11 @@ BASELINE_ORDER = ("none", "fixed-snr", "copypaste")
 
 
 def get_strategy(name: str) -> Strategy:
+    """A fresh instance of the registered strategy for one run (``prepare`` keeps the run's
+    samples on it, so runs in one process never share them)."""
     if name not in STRATEGIES:
         raise InputError(f"--strategy {name!r}: expected one of {', '.join(STRATEGIES)}")
-    return STRATEGIES[name]
+    return type(STRATEGIES[name])()
 
 
 #: Scores a gap g_k = score_clean - score_k can be measured in (``--gap-score``): WF1 as the

@@ -1,4 +1,4 @@
-"""How many torch threads the training process uses.
+"""How many torch threads the training process uses, and how much memory its feature cache may take.
 
 DataLoader workers decode FLAC on their own cores, so the training process keeps the cores
 they leave: oversubscribed cores slow a small model's step by orders of magnitude (each of
@@ -12,6 +12,11 @@ import os
 from typing import Mapping
 
 from shards.cores import usable_cores
+
+
+#: Default cap of the feature cache in MiB (``--cache-mb``): a RAVDESS or EmoDB fold (clean train
+#: utterances, clean validation and every level's validation mixes: about 230-300 MiB of log-mel).
+DEFAULT_CACHE_MB = 1024
 
 
 def env_threads(environ: Mapping[str, str] = os.environ) -> int | None:

@@ -35,13 +35,13 @@ from shards.errors import InputError
 from shards.reader import open_store
 from shards.store import folder_lock
 from shards.vocab import CLEAN_SUBSET, EMOTIONS, SUPERSET_SUBSET, TRAIN, VALIDATION
-from trainer.data import DEFAULT_CACHE_MB, FeatureCache, SampleSet, StoreData, feature_batches, length_batches
+from trainer.data import FeatureCache, SampleSet, StoreData, feature_batches, length_batches, make_loader
 from trainer.features import FeatureError, build_front_end
 from trainer.model import GRUTFM, count_parameters
-from trainer.predict import classification_scores, make_loader, predict
+from trainer.predict import classification_scores, predict
 from trainer.runfolder import (BEST, CONFIG, EPOCHS, LAST, LOCK, RUN_FORMAT, data_identity, load_checkpoint,
                                read_config)
-from trainer.threads import thread_plan
+from trainer.threads import DEFAULT_CACHE_MB, thread_plan
 from trainer.strategies import (DROPOUT_SEED_STRIDE, GAP_SCORES, SELECTION_RULES, STREAM_BATCH_ORDER,
                                 STREAM_NORMALISATION, STREAM_VALIDATION_SUBSET, gaps as score_gaps, get_strategy)
 from trainer.weights import LEVEL_FLOOR
@@ -218,9 +218,7 @@ class Trainer:
         clean train utterances: fixed for the run and stored in its checkpoints."""
         n = min(self.N, NORM_UTTERANCES)
         pick = np.sort(self.rng(STREAM_NORMALISATION).choice(self.N, n, replace=False))
-        subset = SampleSet(self.train_clean.sources, self.train_clean.source_of[pick],
-                           self.train_clean.index_in_source[pick], self.train_clean.labels[pick],
-                           self.train_clean.lengths[pick])
+        subset = self.train_clean.take(pick)
         total = torch.zeros(self.front_end.dim, dtype=torch.float64)
         total_sq = torch.zeros_like(total)
         count = 0
