@@ -122,3 +122,29 @@ def test_a_uar_gap_run_feeds_algorithm1_the_uar_gaps(demo_store, tmp_path):
     expected = [0.0 if np.isnan(u) else first["val_uar_clean"] - u for u in first["val_uar_levels"]]
     assert first["gaps"] == pytest.approx(expected)
     assert second["weights"] == pytest.approx([float(w) for w in algorithm1(expected, config.floor)])
+
+
+def test_test_every_epoch_records_test_scores_and_changes_nothing_else(demo_store, tmp_path):
+    """The diagnostic adds test_wf1 / test_uar per condition to each epoch record and leaves
+    the training untouched (every other key equal to a run without it, apart from seconds);
+    at the kept epoch its scores are the ones trainer eval writes for best.pt."""
+    def run(name: str, *extra: str) -> list[dict]:
+        out = tmp_path / name
+        args = ["run", "--data", str(demo_store), "--out", str(out), "--workers", "0", "-q", "--max-epochs", "3",
+                "--batch-size", "16", *extra]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in (out / "epochs.jsonl").read_text().splitlines()]
+
+    plain, watched = run("plain"), run("watched", "--test-every-epoch")
+    test_keys = {"test_wf1", "test_uar"}
+    for a, b in zip(plain, watched, strict=True):
+        assert set(b) - set(a) == test_keys
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k not in test_keys | {"seconds"}}
+    results = json.loads((tmp_path / "watched" / "results.json").read_text())
+    kept = watched[results["checkpoint_epoch"] - 1]
+    assert sorted(kept["test_wf1"]) == sorted(results["order"])  # (epochs.jsonl sorts its keys)
+    for name, scores in results["conditions"].items():
+        assert kept["test_wf1"][name] == pytest.approx(scores["wf1"], abs=1e-12)
+        assert kept["test_uar"][name] == pytest.approx(scores["uar"], abs=1e-12)
+

@@ -59,6 +59,12 @@ def test_no_test_sets_is_a_successful_run_that_says_how_to_evaluate(tiny_store, 
     assert (out / "best.pt").is_file() and not (out / "results.json").exists()
 
 
+def test_test_every_epoch_on_a_store_without_test_sets_is_one_line(tiny_store, tmp_path):
+    result = runner.invoke(app, run_args(tiny_store, tmp_path / "run", "--max-epochs", "1", "--test-every-epoch"))
+    assert result.exit_code == 2
+    assert last_line(result.output) == f"error: --test-every-epoch: {tiny_store}: no test utterances (build them with 'prep testsets')"
+
+
 def test_a_rebuilt_store_or_rescored_levels_are_refused_by_resume_and_eval(tiny_store, tmp_path):
     out = tmp_path / "run"
     assert runner.invoke(app, run_args(tiny_store, out, "--max-epochs", "1", "--no-eval")).exit_code == 0

@@ -149,6 +149,7 @@ def run_command(
     workers: int = typer.Option(-1, "--workers", help="DataLoader worker processes decoding FLAC (-1: one per core, up to 8)."),
     threads: int = typer.Option(0, "--threads", min=0, help="torch threads of the training process (0: OMP_NUM_THREADS when set, else the cores the DataLoader workers leave, at least 1)."),
     cache_mb: int = typer.Option(DEFAULT_CACHE_MB, "--cache-mb", min=0, help="MiB of memory for the features of the inputs that are the same every epoch (validation sets, clean train utterances), computed once per run; a set that does not fit is decoded every epoch (logged). 0: no cache."),
+    test_every_epoch: bool = typer.Option(False, "--test-every-epoch", help="Diagnostic: also score every test condition after each epoch (test_wf1, test_uar in epochs.jsonl). Never used for selection or stopping; shows how much the epoch a rule keeps matters on test data."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last completed epoch."),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate the best checkpoint on the test sets at the end (results.json)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (the per-epoch lines stay)."),
@@ -168,6 +169,7 @@ def run_command(
         lr=lr, max_epochs=max_epochs, patience=patience, val_per_level=val_per_level, select=select.value,
         gap_score=gap_score.value, max_steps=max_steps, seed=seed,
         device=device, workers=_default_workers() if workers < 0 else workers, threads=threads, cache_mb=cache_mb,
+        test_every_epoch=test_every_epoch,
     )
     main_rank = os.environ.get("RANK", "0") == "0"
     log_file = None

@@ -83,6 +83,7 @@ class TrainConfig:
     workers: int = 2
     threads: int = 0  # torch threads; 0: OMP_NUM_THREADS if set, else the cores the workers leave
     cache_mb: int = DEFAULT_CACHE_MB  # features of the fixed inputs kept in memory; 0: none
+    test_every_epoch: bool = False  # diagnostic: score every test condition after each epoch (never selects)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -181,6 +182,15 @@ class Trainer:
         self.N = len(self.train_clean)
         #: the rule that picks best.pt: pooled needs the levels' validation mixes
         self.selected_on = config.select if (config.select == "clean" or self.K) else "clean"
+        #: --test-every-epoch: the test conditions scored after each epoch, for the record only
+        self.test_sets: dict[str, SampleSet] = {}
+        if config.test_every_epoch:
+            from trainer.evaluate import NoTestSets, test_conditions
+
+            try:
+                self.test_sets = test_conditions(store)
+            except NoTestSets as exc:
+                raise InputError(f"--test-every-epoch: {exc}") from None
         self.strategy.prepare(self)
 
     def rng(self, stream: int, *parts: int) -> np.random.Generator:
@@ -256,6 +266,17 @@ class Trainer:
                 "val_mixes_levels": [len(s) for s in self.val_levels],
                 "val_wf1_pooled": pooled[0], "val_uar_pooled": pooled[1]}
 
+    def score_test_sets(self, model: torch.nn.Module) -> dict:
+        """--test-every-epoch: WF1 and UAR of this epoch's model on every test condition. A
+        diagnostic (how much the epoch a rule keeps matters on test data); it never selects,
+        and it draws no random numbers the training reads (each epoch reseeds its streams)."""
+        wf1, uar = {}, {}
+        for name, samples in self.test_sets.items():
+            scores = classification_scores(samples.labels, predict(model, self.features, samples,
+                                                                   self.config.workers, self.cache))
+            wf1[name], uar[name] = scores["wf1"], scores["uar"]
+        return {"test_wf1": wf1, "test_uar": uar}
+
     def cache_fixed_inputs(self) -> None:
         """Features of the inputs that are the same every epoch (the validation sets, the clean
         train utterances, a baseline's fixed mixes), computed once, while they fit --cache-mb."""
@@ -269,6 +290,7 @@ class Trainer:
         parts = [("clean validation", self.val_clean)]
         parts += [(f"validation level {k + 1}", s) for k, s in enumerate(self.val_levels)]
         parts += [("clean train", self.train_clean)] + self.strategy.fixed_inputs()
+        parts += [(f"test {name}", s) for name, s in self.test_sets.items()]  # last: never displaces the rest
         left_out = []
         for name, samples in parts:
             frames = self.front_end.frames_for(torch.from_numpy(samples.lengths)).numpy()
@@ -379,6 +401,8 @@ class Trainer:
         state.steps += len(batches)
         metrics = self.evaluate(model)
         gaps = score_gaps(metrics, cfg.gap_score)
+        if self.test_sets:
+            metrics.update(self.score_test_sets(model))
         record = {"epoch": epoch, "loss": loss, **metrics, "gaps": gaps, "weights": list(state.weights),
                   "drawn": drawn.drawn, "samples": len(drawn.samples) if len(batches) == planned else
                   sum(len(b) for b in batches) * dist.world, "steps": state.steps,
