@@ -187,3 +187,31 @@ def test_a_report_over_runs_without_results_or_epochs_is_one_line(tmp_path):
     old = record_run(tmp_path / "old-none", "none", [0.6] * 5, 0, 1)  # results without validation scores
     with pytest.raises(InputError, match="evaluate again with 'trainer eval"):
         write_report([old], tmp_path / "out")
+
+
+def test_selection_tables_compare_the_rules_on_test_scores_recorded_every_epoch():
+    """A constructed history: clean validation peaks at epoch 2 (test 0.40), pooled at epoch 4
+    (test 0.60, the oracle): the pooled rule has no regret, the clean rule 20 points."""
+    from trainer.report.selection import rule_outcome, selection_tables
+
+    clean = [0.50, 0.70, 0.60, 0.55, 0.52, 0.51]
+    pooled = [0.40, 0.42, 0.45, 0.60, 0.58, 0.57]
+    test = [0.30, 0.40, 0.50, 0.60, 0.55, 0.50]
+    epochs = [{"epoch": i + 1, "val_wf1_clean": c, "val_wf1_pooled": p,
+               "test_wf1": {"clean": t + 0.1, "test_unseen": t - 0.1}}
+              for i, (c, p, t) in enumerate(zip(clean, pooled, test))]
+    by_pooled, by_clean = rule_outcome(epochs, "pooled"), rule_outcome(epochs, "clean")
+    assert by_pooled["kept_epoch"] == 4 and by_pooled["kept"] == pytest.approx(0.60)
+    assert by_clean["kept_epoch"] == 2 and by_clean["kept"] == pytest.approx(0.40)
+    assert by_pooled["oracle"] == by_clean["oracle"] == pytest.approx(0.60)
+    # pooled's 5 best are epochs 4, 5, 6, 3, 2 (test .60 .55 .50 .50 .40); clean's 2, 3, 4, 5, 6
+    assert by_pooled["top_spread"] == pytest.approx(0.20) and by_clean["top_spread"] == pytest.approx(0.20)
+    assert by_pooled["kept_by_condition"] == pytest.approx({"clean": 0.70, "test_unseen": 0.50})
+    runs = [{"label": "STOI-GMM [pooled]", "epochs": epochs}, {"label": "None", "epochs": epochs[:3]},
+            {"label": "not watched", "epochs": [{k: v for k, v in e.items() if k != "test_wf1"} for e in epochs]}]
+    text = selection_tables(runs)
+    assert "Runs with test scores after every epoch: 2." in text and "not watched" not in text
+    assert "| STOI-GMM [pooled] | pooled | 1 | 6 | 4 (0) | 60.0 (0.0) | 60.0 (0.0) | 0.0 (0.0) |" in text
+    assert "| STOI-GMM [pooled] | clean | 1 | 6 | 2 (0) | 40.0 (0.0) | 60.0 (0.0) | 20.0 (0.0) |" in text
+    assert "| STOI-GMM [pooled] | pooled | 70.0 | 50.0 |" in text
+    assert selection_tables(runs[2:]) == ""

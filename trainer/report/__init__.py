@@ -9,12 +9,15 @@ read from their files only (no model is loaded, no store is opened, no device is
 - Table 3 (``table3.md``, ``table3.csv``): for clean-trained models (strategy none), the
   normalised gap (WF1_clean − WF1_level) / WF1_clean per level of each metric's GMM levels
   on the validation mixes (recorded by ``trainer eval``), and its total per metric.
+- ``selection.md`` (runs trained with ``--test-every-epoch``): the epoch each selection rule
+  keeps against the best on test data, and the test spread over the rule's best epochs
+  (``selection``).
 - Plots: ``weights.png`` (sampling weights per epoch, stacked, for MetricAug runs),
   ``val_levels.png`` (validation WF1 per level per epoch), ``conditions.png`` (test WF1
   against condition per strategy).
 
 The modules: ``runs`` (loading and grouping), ``stats`` (scores and bootstrap), ``tables``,
-``plots``.
+``plots``, ``selection``.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from shards.atomic import write_bytes_atomic
 from trainer.report.plots import plots
+from trainer.report.selection import selection_tables
 from trainer.report.runs import grouped, load_runs, replicates, strategy_label
 from trainer.report.stats import (Resamples, _scores_from_confusions, bootstrap_ci, bootstrap_gap,
                                   replicate_score)
@@ -47,6 +51,10 @@ def write_report(runs: list[Path], out: Path) -> list[Path]:
         for metric in ("wf1", "uar"))
     write_bytes_atomic(out / "intervals.md", ("# Test scores with their uncertainty\n\n" + intervals).encode())
     paths = [out / "table2.md", out / "table2.csv", out / "table3.md", out / "intervals.md"]
+    selection = selection_tables(loaded)
+    if selection:
+        write_bytes_atomic(out / "selection.md", ("# The epoch a selection rule keeps, on test data\n\n" + selection).encode())
+        paths.append(out / "selection.md")
     if t3_csv:
         write_bytes_atomic(out / "table3.csv", csv_bytes(t3_csv))
         paths.append(out / "table3.csv")
