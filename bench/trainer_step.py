@@ -12,15 +12,16 @@ weights, in the trainer's batch order; validation: the clean validation utteranc
 level's validation mixes):
 
 * whole: the trainer's own ``_train_epoch`` and ``evaluate``, as ``trainer run`` runs an epoch,
-  with ``--workers`` DataLoader workers for ``default`` threads, else the cores the threads leave;
+  for ``default`` threads with each version's own default DataLoader workers (old: one per
+  core; new: none on the CPU) or ``--workers N``, for a thread count given the cores it leaves;
 * the split, serially (no workers, so each part is timed alone): data = decoding what the
   code decodes per epoch, features = the front end and normalisation (for the new code: of
   the samples it does not hold in its feature cache, plus assembling the batches), model = the
   training steps (forward, backward, Adam) or the validation forward passes on batches in
   memory.
 
-Threads: ``default`` is what each version does by itself (cores - workers, at least 1, when
-OMP_NUM_THREADS is unset: the bench unsets it); ``1`` and ``2`` set torch's threads. ``setup`` is the once-per-run cost (normalisation
+Threads: ``default`` is what each version's ``trainer run`` does by itself (its default workers,
+and cores - workers threads, at least 1, when OMP_NUM_THREADS is unset: the bench unsets it); ``1`` and ``2`` set torch's threads. ``setup`` is the once-per-run cost (normalisation
 statistics; for the new code also filling the cache). Prints samples/s and new/old ratios;
 with ``--repeats R`` old and new alternate R times and each figure is the best of R (robust to
 other work on the machine).
@@ -54,7 +55,15 @@ def _worker(args) -> None:
 
     new = hasattr(T.Trainer, "cache_fixed_inputs")
     out = tempfile.mkdtemp(prefix="wt-bench-run-")
-    cfg = T.TrainConfig(data=args.store, out=out, seed=0, max_epochs=1, workers=args.workers, device=args.device)
+    workers = args.workers
+    if workers < 0:  # what this version's `trainer run` picks by itself
+        try:
+            from trainer.threads import default_workers
+            workers = default_workers(T.resolve_device(args.device).type)
+        except ImportError:  # the code before the CPU default
+            from trainer.cli import _default_workers
+            workers = _default_workers()
+    cfg = T.TrainConfig(data=args.store, out=out, seed=0, max_epochs=1, workers=workers, device=args.device)
     tr = T.Trainer(cfg, log=lambda line: None, progress=False)
     default_threads = torch.get_num_threads()
     started = time.perf_counter()
@@ -145,7 +154,7 @@ def _worker(args) -> None:
         # whole epoch through the trainer's own methods, with the DataLoader workers (for a
         # thread count given: the cores those threads leave, so nothing is oversubscribed)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        tr.config.workers = args.workers if threads == "default" else max(0, cores - n_threads)
+        tr.config.workers = workers if threads == "default" else max(0, cores - n_threads)
         for hidden in map(int, args.hidden.split(",")):
             torch.manual_seed(0)
             model = GRUTFM(tr.front_end.dim, hidden, 4).to(tr.device)
@@ -155,7 +164,7 @@ def _worker(args) -> None:
             emit(part="whole train", threads=threads, hidden=hidden, seconds=t_train, n=len(samples))
             emit(part="whole validation", threads=threads, hidden=hidden, seconds=t_val, n=n_val)
             emit(part="whole epoch", threads=threads, hidden=hidden, seconds=t_train + t_val, n=len(samples) + n_val,
-                 workers=tr.config.workers)
+                 workers=tr.config.workers, torch_threads=n_threads)
 
 
 # ----------------------------------------------------------------- driver
@@ -203,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--old", default="ebc9b04", help="commit of the old code (default: ebc9b04, before issue 15)")
     parser.add_argument("--hidden", default="16,128", help="hidden sizes, comma-separated")
     parser.add_argument("--threads", default="default,1,2", help="thread settings, comma-separated: default or a number")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the whole-epoch measurement")
+    parser.add_argument("--workers", type=int, default=-1,
+                        help="DataLoader workers of the whole-epoch measurement at default threads "
+                             "(-1: each version's own default, as trainer run picks it)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--parts", choices=("all", "whole"), default="all",
                         help="all: the split and the whole epoch; whole: the whole epoch only")
@@ -232,8 +243,11 @@ def main(argv: list[str] | None = None) -> int:
                           file=sys.stderr, flush=True)
                     results += _run_tree(tree, code, str(Path(store).resolve()), args)
     table = _table(results)
+    defaults = "; ".join(sorted({f"{r['code']} default: {r['torch_threads']} torch thread(s), {r['workers']} worker(s)"
+                                 for r in results if r["part"] == "whole epoch" and r.get("threads") == "default"
+                                 and "torch_threads" in r}))
     header = (f"`{command}`\n\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-              f"device {args.device}, old = {args.old}, new = this checkout\n")
+              f"device {args.device}, old = {args.old}, new = this checkout" + (f"; {defaults}" if defaults else "") + "\n")
     print(header)
     print(table)
     if args.markdown:

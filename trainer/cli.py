@@ -19,10 +19,9 @@ import typer
 
 from shards.audio import read_audio_file
 from shards.cli import fail
-from shards.cores import usable_cores
 from shards.metrics import metric_names
 from trainer.strategies import GAP_SCORES, SELECTION_RULES, STRATEGIES
-from trainer.threads import DEFAULT_CACHE_MB
+from trainer.threads import DEFAULT_CACHE_MB, default_workers
 
 app = typer.Typer(
     help="Train MetricAug speech emotion recognition models and prepare their input features.",
@@ -120,8 +119,17 @@ def features_command(
     typer.echo(f"wrote {len(files)} feature file(s) of {front_end.dim} dims to {out}", err=True)
 
 
-def _default_workers() -> int:
-    return max(1, min(8, usable_cores()))
+def _workers(workers: int, device: str) -> int:
+    """``--workers``, or for -1 the default for the device (``trainer.threads.default_workers``)."""
+    if workers >= 0:
+        return workers
+    from shards.errors import InputError
+    from trainer.train import resolve_device
+
+    try:
+        return default_workers(resolve_device(device).type)
+    except InputError as exc:
+        fail(str(exc))
 
 
 @app.command("run")
@@ -146,7 +154,7 @@ def run_command(
     val_per_level: int = typer.Option(0, "--val-per-level", min=0, help="Validate on a fixed, seeded subset of M mixes per level (0: all)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the model, the draws and the batch order."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
-    workers: int = typer.Option(-1, "--workers", help="DataLoader worker processes decoding FLAC (-1: one per core, up to 8)."),
+    workers: int = typer.Option(-1, "--workers", help="DataLoader worker processes decoding FLAC (-1: on a GPU one per core, up to 8; on the CPU none, the cores go to the model, and the feature cache leaves little to decode)."),
     threads: int = typer.Option(0, "--threads", min=0, help="torch threads of the training process (0: OMP_NUM_THREADS when set, else the cores the DataLoader workers leave, at least 1)."),
     cache_mb: int = typer.Option(DEFAULT_CACHE_MB, "--cache-mb", min=0, help="MiB of memory for the features of the inputs that are the same every epoch (validation sets, clean train utterances), computed once per run; a set that does not fit is decoded every epoch (logged). 0: no cache."),
     test_every_epoch: bool = typer.Option(False, "--test-every-epoch", help="Diagnostic: also score every test condition after each epoch (test_wf1, test_uar in epochs.jsonl). Never used for selection or stopping; shows how much the epoch a rule keeps matters on test data."),
@@ -168,7 +176,7 @@ def run_command(
         features=features.value, checkpoint=str(checkpoint) if checkpoint else None, batch_size=batch_size,
         lr=lr, max_epochs=max_epochs, patience=patience, val_per_level=val_per_level, select=select.value,
         gap_score=gap_score.value, max_steps=max_steps, seed=seed,
-        device=device, workers=_default_workers() if workers < 0 else workers, threads=threads, cache_mb=cache_mb,
+        device=device, workers=_workers(workers, device), threads=threads, cache_mb=cache_mb,
         test_every_epoch=test_every_epoch,
     )
     main_rank = os.environ.get("RANK", "0") == "0"
@@ -219,7 +227,7 @@ def search_hidden_command(
     patience: int = typer.Option(10, "--patience", min=1, help="Early-stopping patience per run."),
     seed: int = typer.Option(0, "--seed", help="Seed of every run."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
-    workers: int = typer.Option(-1, "--workers", help="DataLoader worker processes (-1: one per core, up to 8)."),
+    workers: int = typer.Option(-1, "--workers", help="DataLoader worker processes decoding FLAC (-1: on a GPU one per core, up to 8; on the CPU none, the cores go to the model, and the feature cache leaves little to decode)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """The paper's greedy search of H: double it from --start while the best validation WF1
@@ -234,7 +242,7 @@ def search_hidden_command(
             run_dir = out / f"h{hidden}"
             config = TrainConfig(data=str(data), out=str(run_dir), strategy=strategy.value, metric=metric,
                                  quant=quant.value, hidden=hidden, max_epochs=max_epochs, patience=patience,
-                                 seed=seed, device=device, workers=_default_workers() if workers < 0 else workers)
+                                 seed=seed, device=device, workers=_workers(workers, device))
             state = Trainer(config, log=lambda line: typer.echo(f"[H={hidden}] {line}"), progress=not quiet).run(resume=True)
             tried[hidden] = state.best_wf1
             if len(tried) > 1 and state.best_wf1 <= max(v for h, v in tried.items() if h != hidden):
@@ -254,7 +262,7 @@ def search_hidden_command(
 def eval_command(
     runs: List[Path] = typer.Argument(..., help="Run folders written by 'trainer run'.", show_default=False),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
-    workers: int = typer.Option(-1, "--workers", help="DataLoader worker processes decoding FLAC (-1: one per core, up to 8)."),
+    workers: int = typer.Option(-1, "--workers", help="DataLoader worker processes decoding FLAC (-1: on a GPU one per core, up to 8; on the CPU none, the cores go to the model, and the feature cache leaves little to decode)."),
 ) -> None:
     """Evaluate each run's best checkpoint on every test condition of its store (clean,
     0/5/10 dB seen noise, unseen noise) and write RUN/results.json."""
@@ -266,7 +274,7 @@ def eval_command(
         target = resolve_device(device)
         for run in runs:
             typer.echo(f"{run}:")
-            evaluate_run(run, target, workers=_default_workers() if workers < 0 else workers,
+            evaluate_run(run, target, workers=_workers(workers, device),
                          log=lambda line: typer.echo(f"  {line}"))
     except InputError as exc:
         fail(str(exc))
