@@ -57,12 +57,12 @@ def _worker(args) -> None:
     out = tempfile.mkdtemp(prefix="wt-bench-run-")
     workers = args.workers
     if workers < 0:  # what this version's `trainer run` picks by itself
-        try:
+        import trainer.cli as C
+        if hasattr(C, "_default_workers"):  # the code before the CPU default: one per core
+            workers = C._default_workers()
+        else:
             from trainer.threads import default_workers
             workers = default_workers(T.resolve_device(args.device).type)
-        except ImportError:  # the code before the CPU default
-            from trainer.cli import _default_workers
-            workers = _default_workers()
     cfg = T.TrainConfig(data=args.store, out=out, seed=0, max_epochs=1, workers=workers, device=args.device)
     tr = T.Trainer(cfg, log=lambda line: None, progress=False)
     default_threads = torch.get_num_threads()
