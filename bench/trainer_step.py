@@ -74,7 +74,8 @@ def _worker(args) -> None:
     setup = time.perf_counter() - started
     K = tr.K
     if hasattr(tr, "strategy"):  # the strategy registry (trainer.strategies)
-        samples = tr.strategy.epoch_samples(tr, 1, [1.0 / K] * K).samples
+        context = getattr(tr, "context", tr)  # a narrow strategy context since the ablations (issue 22)
+        samples = tr.strategy.epoch_samples(context, 1, [1.0 / K] * K).samples
     else:  # the code before it
         samples, _, _ = tr.epoch_samples(1, [1.0 / K] * K)
     train_batches = length_batches(samples.lengths, cfg.batch_size, T._rng(0, 2, 1))

@@ -215,3 +215,40 @@ def test_selection_tables_compare_the_rules_on_test_scores_recorded_every_epoch(
     assert "| STOI-GMM [pooled] | clean | 1 | 6 | 2 (0) | 40.0 (0.0) | 60.0 (0.0) | 20.0 (0.0) |" in text
     assert "| STOI-GMM [pooled] | pooled | 70.0 | 50.0 |" in text
     assert selection_tables(runs[2:]) == ""
+
+
+def test_the_seed_aware_interval_holds_the_seed_variance(tmp_path):
+    """Constructed runs whose seeds disagree (MetricAug's seed 0 far better than its seed 1):
+    the interval that resamples seeds as well as utterances is wider than the utterance-only
+    one and contains the gap of each seed alone; the report shows both. On two folds, a
+    pseudo-replicate draws its seed per fold: still wider."""
+    from trainer.report import bootstrap_gap, replicate_score, replicates, write_report
+
+    rng = np.random.default_rng(11)
+    labels = {store: rng.integers(0, 4, 200) for store in ("fold0", "fold1")}
+    runs = []
+    for strategy, accuracies in (("fixed-snr", (0.5, 0.5)), ("metricaug", (0.85, 0.45))):
+        for store in ("fold0", "fold1"):
+            for seed, accuracy in enumerate(accuracies):
+                y = labels[store]
+                guess = np.where(rng.random(y.size) < accuracy, y, (y + 1 + rng.integers(0, 3, y.size)) % 4)
+                runs.append(outcome_run(tmp_path / f"{store}-{strategy}-s{seed}", strategy, store, seed, y, guess))
+    loaded = load_runs(runs)
+    none = replicates([r for r in loaded if r["config"]["strategy"] == "fixed-snr"])[0]
+    metricaug = replicates([r for r in loaded if r["config"]["strategy"] == "metricaug"])[0]
+    gap, low, high = bootstrap_gap(none, metricaug, "clean")
+    _, seed_low, seed_high = bootstrap_gap(none, metricaug, "clean", seeds=True)
+    assert seed_high - seed_low > 2 * (high - low)
+    assert low < gap < high
+    # one store: each seed's own gap lies inside the seed-aware interval, not the utterance-only one
+    one = [[rep[0]] for rep in none], [[rep[0]] for rep in metricaug]
+    _, low, high = bootstrap_gap(*one, "clean")
+    _, seed_low, seed_high = bootstrap_gap(*one, "clean", seeds=True)
+    base = np.mean([replicate_score(r, "clean") for r in one[0]])
+    for rep in one[1]:
+        alone = replicate_score(rep, "clean") - base
+        assert seed_low <= alone <= seed_high and not low <= alone <= high
+    intervals = (tmp_path / "report" / "intervals.md")
+    write_report(runs, tmp_path / "report")
+    text = intervals.read_text()
+    assert "seeds and utterances resampled" in text and " · seeds [" in text

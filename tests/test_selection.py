@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from trainer.cli import app
 from trainer.predict import classification_scores
-from trainer.strategies import gaps
+from trainer.protocol import GAP_SCORES, gaps
 from trainer.train import TrainConfig, Trainer
 
 runner = CliRunner()
@@ -32,7 +32,9 @@ def scripted_evaluate(history_clean, history_pooled):
         return {"val_wf1_clean": history_clean[e], "val_uar_clean": history_clean[e],
                 "val_wf1_levels": [history_pooled[e]] * K, "val_uar_levels": [history_pooled[e]] * K,
                 "val_mixes_levels": [len(s) for s in self.val_levels],
-                "val_wf1_pooled": history_pooled[e], "val_uar_pooled": history_pooled[e]}
+                "val_wf1_pooled": history_pooled[e], "val_uar_pooled": history_pooled[e],
+                "val_loss_gaps": [0.0] * K, "gap_halves": {s: [[0.0] * K, [0.0] * K] for s in GAP_SCORES},
+                "gap_split_half_r": {s: float("nan") for s in GAP_SCORES}}
     return evaluate
 
 

@@ -20,7 +20,8 @@ import typer
 from shards.audio import read_audio_file
 from shards.cli import fail
 from shards.metrics import metric_names
-from trainer.strategies import GAP_SCORES, SELECTION_RULES, STRATEGIES
+from trainer.protocol import GAP_SCORES, SELECTION_RULES
+from trainer.strategies import STRATEGIES
 from trainer.threads import DEFAULT_CACHE_MB, default_workers
 
 app = typer.Typer(
@@ -151,6 +152,7 @@ def run_command(
     max_steps: int = typer.Option(0, "--max-steps", min=0, help="End training after exactly this many optimizer steps, validating the partial last epoch (0: no limit); compares strategies at equal compute."),
     select: SelectName = typer.Option("pooled", "--select", help="Validation set that picks best.pt and drives early stopping: " + "; ".join(f"{k}: {v}" for k, v in SELECTION_RULES.items()) + ". Without a level index, pooled falls back to clean and says so."),
     gap_score: GapScoreName = typer.Option("wf1", "--gap-score", help="Score of the gaps g_k = score_clean - score_k that Algorithm 1 reads: " + "; ".join(f"{k}: {v}" for k, v in GAP_SCORES.items()) + "."),
+    gap_smoothing: float = typer.Option(0.0, "--gap-smoothing", min=0.0, max=0.999, help="B in [0, 1): Algorithm 1 reads an exponential moving average of the gaps over epochs, h_e = B h_(e-1) + (1 - B) g_e (0: the raw gaps of the last epoch, as the paper)."),
     val_per_level: int = typer.Option(0, "--val-per-level", min=0, help="Validate on a fixed, seeded subset of M mixes per level (0: all)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the model, the draws and the batch order."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
@@ -175,7 +177,7 @@ def run_command(
         data=str(data), out=str(out), strategy=strategy.value, metric=metric, quant=quant.value, levels=levels, hidden=hidden,
         features=features.value, checkpoint=str(checkpoint) if checkpoint else None, batch_size=batch_size,
         lr=lr, max_epochs=max_epochs, patience=patience, val_per_level=val_per_level, select=select.value,
-        gap_score=gap_score.value, max_steps=max_steps, seed=seed,
+        gap_score=gap_score.value, gap_smoothing=gap_smoothing, max_steps=max_steps, seed=seed,
         device=device, workers=_workers(workers, device), threads=threads, cache_mb=cache_mb,
         test_every_epoch=test_every_epoch,
     )

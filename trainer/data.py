@@ -105,6 +105,16 @@ class StoreData:
     def clean(self, split: str) -> SampleSet:
         return table_samples(self.store, self._clean[split], f"clean {split}")
 
+    def clean_utt_ids(self, split: str) -> list[str]:
+        """Utterance ids of the clean utterances of ``split``, in the order of :meth:`clean`."""
+        return self._clean[split]["utt_id"].to_pylist()
+
+    def level_utt_ids(self, group: str, level: int, indices: np.ndarray | None = None) -> list[str]:
+        """The source utterance of each member of one level (of ``indices`` into them), in the
+        order of :meth:`level_samples`."""
+        members = self.members(group, level)
+        return list(members.take(indices).utt_id if indices is not None else members.utt_id)
+
     def subset(self, subset: str, split: str) -> SampleSet:
         """Every sample of one subset and split (e.g. the fixed-SNR train mixes), in key order.
         Lengths are the rows' own: a subset may hold samples that are no clean utterance

@@ -3,7 +3,7 @@
 Conditions, as the paper's Table 2 (``trainer.conditions``): Clean, the seen-noise test sets
 at each exact SNR and Unseen. ``RUN/results.json`` holds WF1 and UAR per condition, per-class
 F1, confusion matrices and per-utterance outcomes, the identity of the test data scored, and
-for a clean-trained run (strategy none) its validation scores per level of every level index
+for a clean-trained run (a strategy that feeds Table 3: none) its validation scores per level of every level index
 of the store (what Table 3 of the report reads).
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from trainer.data import SampleSet, StoreData, table_samples
 from trainer.features import FeatureError, build_front_end
 from trainer.model import GRUTFM
 from trainer.predict import classification_scores, predict
+from trainer.strategies import STRATEGIES
 from trainer.runfolder import BEST, RESULTS, check_data_identity, load_checkpoint, read_config, read_epochs
 
 
@@ -127,7 +128,8 @@ def evaluate_run(run: str | Path, device: torch.device, workers: int = 0, log=pr
         scores["predictions"] = predictions.tolist()
         results["conditions"][name] = scores
         log(f"{name:12s} WF1 {scores['wf1']:.4f}  UAR {scores['uar']:.4f}  ({scores['n']} utterances)")
-    if results["strategy"] == "none":  # Table 3 of the report: the clean-trained model's gaps per level
+    strategy = STRATEGIES.get(results["strategy"])
+    if strategy is not None and strategy.feeds_table3:  # Table 3 of the report: a clean-trained model's gaps per level
         results["validation"] = validation_level_scores(store, model, featurize, workers)
     write_json_atomic(run / RESULTS, results)
     return results

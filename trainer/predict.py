@@ -6,6 +6,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix, f1_score, recall_score
 
 from shards.vocab import EMOTIONS
@@ -16,17 +17,28 @@ PREDICT_BATCH = 64
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, featurize: Callable, samples: SampleSet, workers: int,
-            cache: FeatureCache | None = None) -> np.ndarray:
-    """Predicted class index of every sample (in the order of ``samples``); features of
-    samples in ``cache`` are taken from it, the others decoded and featurized."""
+def predict_with_loss(model: torch.nn.Module, featurize: Callable, samples: SampleSet, workers: int,
+                      cache: FeatureCache | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted class index and cross-entropy against its label of every sample (in the order
+    of ``samples``); features of samples in ``cache`` are taken from it, the others decoded and
+    featurized."""
     model.eval()
     device = next(model.parameters()).device
     predictions = np.empty(len(samples), dtype=np.int64)
+    losses = np.empty(len(samples), dtype=np.float64)
     batches = length_batches(samples.lengths, PREDICT_BATCH, None)
-    for feats, frames, _, indices in feature_batches(samples, batches, featurize, workers, cache, device):
-        predictions[indices.numpy()] = model(feats, frames).argmax(-1).cpu().numpy()
-    return predictions
+    for feats, frames, labels, indices in feature_batches(samples, batches, featurize, workers, cache, device):
+        logits = model(feats, frames)
+        rows = indices.numpy()
+        predictions[rows] = logits.argmax(-1).cpu().numpy()
+        losses[rows] = F.cross_entropy(logits.float(), labels.to(logits.device), reduction="none").double().cpu().numpy()
+    return predictions, losses
+
+
+def predict(model: torch.nn.Module, featurize: Callable, samples: SampleSet, workers: int,
+            cache: FeatureCache | None = None) -> np.ndarray:
+    """Predicted class index of every sample (in the order of ``samples``)."""
+    return predict_with_loss(model, featurize, samples, workers, cache)[0]
 
 
 def classification_scores(labels: np.ndarray, predictions: np.ndarray) -> dict:

@@ -1,40 +1,50 @@
 """Training strategies, one home each: what an epoch trains on, what happens after an epoch,
-the label in the report, the training size and the store subsets it reads.
+how the report names and places the strategy's runs, the training size and the store subsets
+it reads.
 
-A strategy is registered once in ``STRATEGIES``; the CLI's ``--strategy`` choices, the
-default run name, the data identity in ``config.json`` and the report's columns come from
-here. Adding one: subclass :class:`Strategy`, register an instance, and (if it needs samples
-of its own) a ``prep`` stage that writes them to a subset of the store.
+A strategy is registered once in ``STRATEGIES`` (in the report's column order); the CLI's
+``--strategy`` choices, the default run name, the data identity in ``config.json``, the
+report's columns, which columns are baselines and which runs feed Table 3 all come from here.
+Adding one: subclass :class:`Strategy`, register an instance, and (if it needs samples of its
+own) a ``prep`` stage that writes them to a subset of the store. A strategy sees a run through
+a narrow :class:`StrategyContext`, never the trainer itself.
 
 Nothing here imports torch at module level: the report reads the labels without it.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
 
 from shards.errors import InputError
-from shards.vocab import COPYPASTE_MIX_SUBSET, COPYPASTE_SUBSET, FIXED_SNR_SUBSET, TRAIN
+from shards.metrics import builtin_metric_spec
+from shards.vocab import COPYPASTE_MIX_SUBSET, COPYPASTE_SUBSET, FIXED_SNR_SUBSET, SUPERSET_SUBSET, TRAIN
+from trainer.protocol import STREAM_LEVEL_DRAW, STREAM_SUPERSET_DRAW
 
 if TYPE_CHECKING:  # pragma: no cover
-    from trainer.data import SampleSet
-    from trainer.train import Trainer
+    from trainer.data import SampleSet, StoreData
 
-#: Random streams of a run, each seeded by (seed, stream[, epoch or level]): independent draws
-#: that stay the same whatever else changes.
-STREAM_LEVEL_DRAW = 1  # which mixes of each level an epoch trains on
-STREAM_BATCH_ORDER = 2  # the epoch's batches and their order
-STREAM_NORMALISATION = 3  # the clean utterances the feature statistics are estimated on
-STREAM_VALIDATION_SUBSET = 7  # --val-per-level: the fixed subset of each level's validation mixes
-#: torch's seed for dropout in epoch e is seed * DROPOUT_SEED_STRIDE + e
-DROPOUT_SEED_STRIDE = 100_003
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """What a strategy may see of a run: its data, the clean train set, N, K, the floor, the
+    command that scores its levels (for messages) and its random streams."""
+
+    data: "StoreData"
+    train_clean: "SampleSet"
+    N: int  # clean train utterances
+    K: int  # levels of the run's level index (0: none)
+    floor: float  # the least weight a level keeps (Algorithm 1's L)
+    rng: Callable[..., np.random.Generator]  # rng(stream, *parts): the run's stream (trainer.protocol)
+    score_command: str = ""  # the 'prep score ...' that writes the run's level index
 
 
 @dataclass(frozen=True)
 class EpochSamples:
     samples: "SampleSet"
-    drawn: list[int]  # mixes drawn per level (MetricAug), else empty
+    drawn: list[int]  # mixes drawn per level (strategies that draw by level), else empty
     messages: list[str]  # notes on the draw, logged with the epoch
 
 
@@ -47,13 +57,15 @@ class Strategy:
     size_n: float | None = 1.0  # samples per epoch in multiples of N; None: as the store holds
     subsets: tuple[str, ...] = ()  # store subsets (train split) it trains on beyond the clean ones
     draws_levels = False  # needs a level index to train (not only to validate)
-    adapts_weights = False
+    adapts_weights = False  # re-weights its levels from the validation feedback (Algorithm 1)
+    baseline = True  # a column the report measures the others against
+    feeds_table3 = True  # its runs are clean-trained: their validation gaps per level are Table 3
 
-    def prepare(self, trainer: "Trainer") -> None:
+    def prepare(self, ctx: StrategyContext) -> None:
         """Load what every epoch reuses (called once, after the clean sets are loaded)."""
 
-    def epoch_samples(self, trainer: "Trainer", epoch: int, weights: list[float]) -> EpochSamples:
-        return EpochSamples(trainer.train_clean, [], [])
+    def epoch_samples(self, ctx: StrategyContext, epoch: int, weights: list[float]) -> EpochSamples:
+        return EpochSamples(ctx.train_clean, [], [])
 
     def fixed_inputs(self) -> list[tuple[str, "SampleSet"]]:
         """Samples beyond the clean ones that every epoch trains on (named): worth caching."""
@@ -62,41 +74,53 @@ class Strategy:
     def initial_weights(self, n_levels: int) -> list[float]:
         return []
 
-    def next_weights(self, gaps: list[float], weights: list[float], floor: float) -> list[float]:
+    def next_weights(self, feedback: list[float], weights: list[float], floor: float) -> list[float]:
+        """The next epoch's level weights from this epoch's feedback (the gaps, smoothed)."""
         return weights
 
-    def train_size_n(self, trainer: "Trainer") -> float:
+    def train_size_n(self, ctx: StrategyContext) -> float:
         return float(self.size_n)
 
     def run_name(self, metric: str, quant: str) -> str:
         return self.name
+
+    def column_label(self, config: dict) -> str:
+        """The report's column for a run of this strategy (its config.json), with the options
+        that make its runs incomparable with the strategy's plain runs."""
+        return self.label
+
+    def variant_rank(self, config: dict) -> int:
+        """How many options set a run apart from the strategy's plain runs: the report puts the
+        plain column first and measures the variants against it."""
+        return 0
 
 
 class StoredSamples(Strategy):
     """The clean utterances plus samples a ``prep`` stage stored, the same every epoch."""
 
     build_command = ""
+    feeds_table3 = False
 
-    def prepare(self, trainer: "Trainer") -> None:
+    def prepare(self, ctx: StrategyContext) -> None:
         from trainer.data import SampleSet
 
-        parts = [trainer.data.subset(subset, TRAIN) for subset in self.subsets]
+        parts = [ctx.data.subset(subset, TRAIN) for subset in self.subsets]
         if min(len(p) for p in parts) == 0:
-            store = trainer.data.store.path
+            store = ctx.data.store.path
             raise InputError(f"{store}: no {self.label} samples; build them with '{self.build_command} --corpus ... "
                              f"--out {store.parent}'")
         self.stored = SampleSet.concat(parts)
 
-    def epoch_samples(self, trainer: "Trainer", epoch: int, weights: list[float]) -> EpochSamples:
+    def epoch_samples(self, ctx: StrategyContext, epoch: int, weights: list[float]) -> EpochSamples:
         from trainer.data import SampleSet
 
-        return EpochSamples(SampleSet.concat([trainer.train_clean, self.stored]), [], [])
+        return EpochSamples(SampleSet.concat([ctx.train_clean, self.stored]), [], [])
 
     def fixed_inputs(self) -> list[tuple[str, "SampleSet"]]:
         return [(f"{self.label} train samples", self.stored)]
 
-    def train_size_n(self, trainer: "Trainer") -> float:
-        return 1 + len(self.stored) / trainer.N
+    def train_size_n(self, ctx: StrategyContext) -> float:
+        return 1 + len(self.stored) / ctx.N
 
 
 class FixedSNR(StoredSamples):
@@ -115,50 +139,115 @@ class CopyPaste(StoredSamples):
     build_command = "prep copypaste"
 
 
+class SupersetDraw(Strategy):
+    """N clean + N mixes drawn uniformly from every train mix of the superset, afresh each
+    epoch: random-SNR augmentation with no levels and no metrics (the ablation of both)."""
+
+    name, label = "superset", "Superset draw"
+    help = "N clean + N mixes drawn uniformly from every train superset mix each epoch (no levels, no metrics)"
+    size_n = 2.0
+    subsets = (SUPERSET_SUBSET,)
+    feeds_table3 = False
+
+    def prepare(self, ctx: StrategyContext) -> None:
+        self.mixes = ctx.data.subset(SUPERSET_SUBSET, TRAIN)
+        if len(self.mixes) == 0:
+            store = ctx.data.store.path
+            raise InputError(f"{store}: no train superset mixes; build them with 'prep superset --corpus ... "
+                             f"--out {store.parent}'")
+
+    def epoch_samples(self, ctx: StrategyContext, epoch: int, weights: list[float]) -> EpochSamples:
+        from trainer.data import SampleSet
+
+        size = len(self.mixes)
+        replace = ctx.N > size  # a superset smaller than N (never with 30 mixes per utterance)
+        pick = ctx.rng(STREAM_SUPERSET_DRAW, epoch).choice(size, ctx.N, replace=replace)
+        messages = [f"{size} train mixes for N = {ctx.N}: drawing with replacement"] if replace else []
+        return EpochSamples(SampleSet.concat([ctx.train_clean, self.mixes.take(pick)]), [], messages)
+
+
 class MetricAug(Strategy):
     """N clean + N mixes drawn from the train levels by the weights, which Algorithm 1 sets
-    from the validation gaps after every epoch."""
+    from the validation feedback after every epoch."""
 
     name, label = "metricaug", "MetricAug"
     help = "N clean + N mixes drawn by level, re-weighted every epoch by Algorithm 1"
     size_n = 2.0
     draws_levels = True
     adapts_weights = True
+    baseline = False
+    feeds_table3 = False
 
-    def prepare(self, trainer: "Trainer") -> None:
-        index = trainer.data.index
-        if trainer.K * trainer.config.floor > 1:
-            raise InputError(f"{index.path}: {trainer.K} levels cannot each keep the floor {trainer.config.floor}")
-        if sum(trainer.data.train_level_sizes) == 0:
-            cfg = trainer.config
-            raise InputError(f"{index.path}: no train mix has a level; run 'prep score {cfg.data} "
-                             f"--metric {cfg.metric} --quant {cfg.quant} --levels K' with fewer levels")
+    def prepare(self, ctx: StrategyContext) -> None:
+        index = ctx.data.index
+        if ctx.K * ctx.floor > 1:
+            raise InputError(f"{index.path}: {ctx.K} levels cannot each keep the floor {ctx.floor}")
+        if sum(ctx.data.train_level_sizes) == 0:
+            raise InputError(f"{index.path}: no train mix has a level; run '{ctx.score_command} --levels K' "
+                             f"with fewer levels")
 
-    def epoch_samples(self, trainer: "Trainer", epoch: int, weights: list[float]) -> EpochSamples:
+    def epoch_samples(self, ctx: StrategyContext, epoch: int, weights: list[float]) -> EpochSamples:
         from trainer.data import SampleSet
         from trainer.weights import plan_epoch_draw
 
-        draw = plan_epoch_draw(trainer.data.train_level_sizes, trainer.N, weights,
-                               trainer.rng(STREAM_LEVEL_DRAW, epoch))
-        parts = [trainer.train_clean] + [trainer.data.level_samples(TRAIN, k + 1, idx)
-                                         for k, idx in enumerate(draw.indices) if idx.size]
+        draw = plan_epoch_draw(ctx.data.train_level_sizes, ctx.N, weights, ctx.rng(STREAM_LEVEL_DRAW, epoch))
+        parts = [ctx.train_clean] + [ctx.data.level_samples(TRAIN, k + 1, idx)
+                                     for k, idx in enumerate(draw.indices) if idx.size]
         return EpochSamples(SampleSet.concat(parts), list(draw.counts), draw.messages)
 
     def initial_weights(self, n_levels: int) -> list[float]:
         return [1.0 / n_levels] * n_levels
 
-    def next_weights(self, gaps: list[float], weights: list[float], floor: float) -> list[float]:
+    def next_weights(self, feedback: list[float], weights: list[float], floor: float) -> list[float]:
         from trainer.weights import algorithm1
 
-        return [float(w) for w in algorithm1(gaps, floor)]
+        return [float(w) for w in algorithm1(feedback, floor)]
 
     def run_name(self, metric: str, quant: str) -> str:
         return f"{metric}-{quant}"
 
+    def levels_label(self, config: dict) -> str:
+        """The level index a run drew from, e.g. STOI-GMM."""
+        spec = builtin_metric_spec(config["metric"])  # for runs recorded before config had the label
+        metric = config.get("metric_label") or (spec.label if spec else config["metric"])
+        quant = config["quant"].upper() if config["quant"] == "gmm" else config["quant"].title()
+        return f"{metric}-{quant}"
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in (MetricAug(), Strategy(), FixedSNR(), CopyPaste())}
-#: the report's column order: the baselines first, as the paper's Table 2
-BASELINE_ORDER = ("none", "fixed-snr", "copypaste")
+    def variant_rank(self, config: dict) -> int:
+        return int(config.get("gap_score", "wf1") != "wf1") + int(bool(config.get("gap_smoothing", 0.0)))
+
+    def column_label(self, config: dict) -> str:
+        label = self.levels_label(config)
+        if config.get("gap_score", "wf1") != "wf1":
+            label += f" {config['gap_score'].upper()}-gap"
+        if config.get("gap_smoothing", 0.0):
+            label += f" EMA {config['gap_smoothing']:g}"
+        return label
+
+
+class UniformLevels(MetricAug):
+    """MetricAug's epoch with the weights held at 1/K: levels, no feedback (the ablation of
+    Algorithm 1)."""
+
+    name, label = "uniform", "uniform levels"
+    help = "MetricAug's epoch (N clean + N mixes drawn by level) with the weights held at 1/K: no feedback"
+    adapts_weights = False
+    baseline = True
+
+    def next_weights(self, feedback: list[float], weights: list[float], floor: float) -> list[float]:
+        return self.initial_weights(len(weights))
+
+    def run_name(self, metric: str, quant: str) -> str:
+        return f"{metric}-{quant}-uniform"
+
+    def column_label(self, config: dict) -> str:
+        return f"{self.levels_label(config)} {self.label}"
+
+
+#: The registry, in the report's column order: the baselines first (the paper's, then the
+#: ablations), then MetricAug.
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (Strategy(), FixedSNR(), CopyPaste(), SupersetDraw(),
+                                                        UniformLevels(), MetricAug())}
 
 
 def get_strategy(name: str) -> Strategy:
@@ -167,21 +256,3 @@ def get_strategy(name: str) -> Strategy:
     if name not in STRATEGIES:
         raise InputError(f"--strategy {name!r}: expected one of {', '.join(STRATEGIES)}")
     return type(STRATEGIES[name])()
-
-
-#: Scores a gap g_k = score_clean - score_k can be measured in (``--gap-score``): WF1 as the
-#: paper; UAR does not depend on a level's class mix.
-GAP_SCORES = {"wf1": "WF1, as the paper", "uar": "unweighted average recall: independent of a level's class mix"}
-#: Validation sets an epoch can be selected (and early-stopped) on (``--select``).
-SELECTION_RULES = {"pooled": "WF1 over the clean validation utterances and every level's validation mixes pooled "
-                             "(the authors' rule)",
-                   "clean": "WF1 over the clean validation utterances only"}
-
-
-def gaps(metrics: dict, score: str) -> list[float]:
-    """g_k = score on clean validation − score on level k's validation mixes (0 for a level
-    without mixes)."""
-    if score not in GAP_SCORES:
-        raise InputError(f"--gap-score {score!r}: expected one of {', '.join(GAP_SCORES)}")
-    clean = metrics[f"val_{score}_clean"]
-    return [0.0 if math.isnan(v) else clean - v for v in metrics[f"val_{score}_levels"]]

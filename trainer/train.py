@@ -38,21 +38,23 @@ from shards.vocab import CLEAN_SUBSET, EMOTIONS, SUPERSET_SUBSET, TRAIN, VALIDAT
 from trainer.data import FeatureCache, SampleSet, StoreData, feature_batches, length_batches, make_loader
 from trainer.features import FeatureError, build_front_end
 from trainer.model import GRUTFM, count_parameters
-from trainer.predict import classification_scores, predict
+from trainer.predict import classification_scores, predict, predict_with_loss
 from trainer.runfolder import (BEST, CONFIG, EPOCHS, LAST, LOCK, RUN_FORMAT, data_identity, load_checkpoint,
                                read_config)
 from trainer.threads import DEFAULT_CACHE_MB, thread_plan
-from trainer.strategies import (DROPOUT_SEED_STRIDE, GAP_SCORES, SELECTION_RULES, STREAM_BATCH_ORDER,
-                                STREAM_NORMALISATION, STREAM_VALIDATION_SUBSET, gaps as score_gaps, get_strategy)
+from trainer.protocol import (DROPOUT_SEED_STRIDE, GAP_SCORES, SELECTION_RULES, STREAM_BATCH_ORDER,
+                              STREAM_NORMALISATION, STREAM_SPLIT_HALF, STREAM_VALIDATION_SUBSET, check_gap_score,
+                              check_smoothing, gaps as score_gaps, loss_gaps, pearson, smooth, split_halves, weights_l1)
+from trainer.strategies import StrategyContext, get_strategy
 from trainer.weights import LEVEL_FLOOR
 
 #: Clean train utterances used to estimate the feature normalisation (mean, std per dim).
 NORM_UTTERANCES = 512
 #: Settings a resumed run must share with the run it continues (config.json keys).
 RESUME_KEYS = ("data", "strategy", "metric", "quant", "hidden", "features", "batch_size", "lr", "seed", "floor",
-               "select", "gap_score")
+               "select", "gap_score", "gap_smoothing")
 #: What config.json files written before a setting existed imply for it.
-IMPLIED_BEFORE = {"select": "clean", "gap_score": "wf1"}
+IMPLIED_BEFORE = {"select": "clean", "gap_score": "wf1", "gap_smoothing": 0.0}
 #: What the run read, by content: a resume must read the same.
 IDENTITY_KEYS = {"data_identity": "the store's train/validation data", "level_index_sha256": "the level index",
                  "checkpoint_sha256": "the vq-wav2vec checkpoint"}
@@ -77,6 +79,7 @@ class TrainConfig:
     val_per_level: int = 0  # 0: every validation mix of each level
     select: str = "pooled"  # the validation set that picks best.pt and stops early (SELECTION_RULES)
     gap_score: str = "wf1"  # the score of the gaps g_k that Algorithm 1 reads (GAP_SCORES)
+    gap_smoothing: float = 0.0  # B: Algorithm 1 reads h_e = B h_(e-1) + (1 - B) g_e; 0: the paper's raw gaps
     max_steps: int = 0  # 0: no limit; else training ends after exactly this many optimizer steps
     seed: int = 0
     device: str = "auto"
@@ -112,6 +115,8 @@ class RunState:
     since_best: int = 0
     steps: int = 0  # optimizer steps so far
     records: list[dict] = field(default_factory=list)  # one per completed epoch
+    feedback: list[float] = field(default_factory=list)  # h_e: the smoothed gaps Algorithm 1 last read
+    feedback_halves: list[list[float]] = field(default_factory=list)  # h_e of each half of the validation set
 
 
 class Distributed:
@@ -158,8 +163,8 @@ class Trainer:
             raise InputError(f"--hidden {config.hidden}: expected an even number from 8 to 128")
         if config.select not in SELECTION_RULES:
             raise InputError(f"--select {config.select!r}: expected one of {', '.join(SELECTION_RULES)}")
-        if config.gap_score not in GAP_SCORES:
-            raise InputError(f"--gap-score {config.gap_score!r}: expected one of {', '.join(GAP_SCORES)}")
+        check_gap_score(config.gap_score)
+        check_smoothing(config.gap_smoothing)
         if config.max_steps < 0:
             raise InputError(f"--max-steps {config.max_steps}: expected 0 (no limit) or a positive number of steps")
         self.strategy = get_strategy(config.strategy)
@@ -178,7 +183,14 @@ class Trainer:
             raise InputError(str(exc)) from None
         self.train_clean = self.data.clean(TRAIN)
         self.val_clean = self.data.clean(VALIDATION)
-        self.val_levels = [self._validation_level(k) for k in range(1, self.K + 1)]
+        self.val_levels, self.val_sources = [], []  # each level's validation mixes; each mix's clean utterance
+        for level in range(1, self.K + 1):
+            samples, sources = self._validation_level(level)
+            self.val_levels.append(samples)
+            self.val_sources.append(sources)
+        #: the two disjoint halves of the validation utterances (a mix goes with its utterance):
+        #: the feedback's split-half reliability
+        self.val_half = split_halves(self.data.clean_utt_ids(VALIDATION), self.rng(STREAM_SPLIT_HALF))
         self.N = len(self.train_clean)
         #: the rule that picks best.pt: pooled needs the levels' validation mixes
         self.selected_on = config.select if (config.select == "clean" or self.K) else "clean"
@@ -191,19 +203,26 @@ class Trainer:
                 self.test_sets = test_conditions(store)
             except NoTestSets as exc:
                 raise InputError(f"--test-every-epoch: {exc}") from None
-        self.strategy.prepare(self)
+        self.context = StrategyContext(
+            data=self.data, train_clean=self.train_clean, N=self.N, K=self.K, floor=config.floor, rng=self.rng,
+            score_command=f"prep score {config.data} --metric {config.metric} --quant {config.quant}")
+        self.strategy.prepare(self.context)
 
     def rng(self, stream: int, *parts: int) -> np.random.Generator:
         return _rng(self.config.seed, stream, *parts)
 
     # -- data --------------------------------------------------------------------------
-    def _validation_level(self, level: int) -> SampleSet:
+    def _validation_level(self, level: int) -> tuple[SampleSet, np.ndarray]:
+        """One level's validation mixes and, for each, the index of its clean utterance in the
+        clean validation set."""
         size = len(self.data.members(VALIDATION, level))
         m = self.config.val_per_level
+        pick = None
         if m and size > m:  # a fixed, seeded subset: the same mixes every epoch
             pick = np.sort(self.rng(STREAM_VALIDATION_SUBSET, level).choice(size, m, replace=False))
-            return self.data.level_samples(VALIDATION, level, pick)
-        return self.data.level_samples(VALIDATION, level)
+        position = {u: i for i, u in enumerate(self.data.clean_utt_ids(VALIDATION))}
+        sources = np.array([position[u] for u in self.data.level_utt_ids(VALIDATION, level, pick)], dtype=np.int64)
+        return self.data.level_samples(VALIDATION, level, pick), sources
 
     def loader(self, samples: SampleSet, batches: list[np.ndarray]):
         return make_loader(samples, batches, self.config.workers)
@@ -245,26 +264,30 @@ class Trainer:
 
     def evaluate(self, model: torch.nn.Module) -> dict:
         """WF1 and UAR on the clean validation set, on each level's validation mixes, and on
-        all of them pooled into one set (the authors' selection set)."""
-        def outcomes(samples: SampleSet) -> np.ndarray:
+        all of them pooled into one set (the authors' selection set); the mean cross-entropy of
+        each and the paired loss gaps; the gaps in every score on each half of the validation
+        utterances (the feedback's split-half reliability)."""
+        def outcomes(samples: SampleSet) -> tuple[np.ndarray, np.ndarray]:
             if not len(samples):
-                return np.empty(0, np.int64)
-            return predict(model, self.features, samples, self.config.workers, self.cache)
-
-        def scores(labels: np.ndarray, predictions: np.ndarray) -> tuple[float, float]:
-            if labels.size == 0:
-                return float("nan"), float("nan")
-            result = classification_scores(labels, predictions)
-            return result["wf1"], result["uar"]
+                return np.empty(0, np.int64), np.empty(0, np.float64)
+            return predict_with_loss(model, self.features, samples, self.config.workers, self.cache)
 
         sets = [self.val_clean, *self.val_levels]
         predicted = [outcomes(s) for s in sets]
-        clean, *levels = [scores(s.labels, p) for s, p in zip(sets, predicted)]
-        pooled = scores(np.concatenate([s.labels for s in sets]), np.concatenate(predicted))
+        clean, *levels = [_scores(s.labels, p) for s, (p, _) in zip(sets, predicted)]
+        pooled = _scores(np.concatenate([s.labels for s in sets]), np.concatenate([p for p, _ in predicted]))
+        clean_loss = predicted[0][1]
+        level_losses = [loss for _, loss in predicted[1:]]
+        halves = [_half_gaps(self.val_clean.labels, predicted[0], self.val_levels, predicted[1:], self.val_sources,
+                             self.val_half == h) for h in (0, 1)]
         return {"val_wf1_clean": clean[0], "val_uar_clean": clean[1],
                 "val_wf1_levels": [s[0] for s in levels], "val_uar_levels": [s[1] for s in levels],
                 "val_mixes_levels": [len(s) for s in self.val_levels],
-                "val_wf1_pooled": pooled[0], "val_uar_pooled": pooled[1]}
+                "val_wf1_pooled": pooled[0], "val_uar_pooled": pooled[1],
+                "val_loss_clean": _mean(clean_loss), "val_loss_levels": [_mean(loss) for loss in level_losses],
+                "val_loss_gaps": loss_gaps(clean_loss, level_losses, self.val_sources),
+                "gap_halves": {score: [half[score] for half in halves] for score in GAP_SCORES},
+                "gap_split_half_r": {score: pearson(*(half[score] for half in halves)) for score in GAP_SCORES}}
 
     def score_test_sets(self, model: torch.nn.Module) -> dict:
         """--test-every-epoch: WF1 and UAR of this epoch's model on every test condition. A
@@ -331,7 +354,7 @@ class Trainer:
     def _config_document(self, model, dist: Distributed) -> dict:
         cfg = self.config
         return {"format": RUN_FORMAT, **asdict(cfg), "n_levels": self.K, "n_train": self.N,
-                "train_size_n": self.strategy.train_size_n(self),
+                "train_size_n": self.strategy.train_size_n(self.context),
                 "level_index": str(self.data.index.path) if self.data.index else "",
                 "metric_label": self.data.index.metric_label if self.data.index else "",
                 "selected_on": self.selected_on, "parameters": count_parameters(model), "world_size": dist.world,
@@ -390,7 +413,7 @@ class Trainer:
         epoch = state.epoch + 1
         started = time.perf_counter()
         torch.manual_seed(cfg.seed * DROPOUT_SEED_STRIDE + epoch)  # dropout: a function of (seed, epoch)
-        drawn = self.strategy.epoch_samples(self, epoch, state.weights)
+        drawn = self.strategy.epoch_samples(self.context, epoch, state.weights)
         batches = length_batches(drawn.samples.lengths, cfg.batch_size, self.rng(STREAM_BATCH_ORDER, epoch))
         if dist.active:  # every rank the same number of steps: drop the remainder batches
             batches = batches[: len(batches) - len(batches) % dist.world][dist.rank::dist.world]
@@ -401,13 +424,21 @@ class Trainer:
         state.steps += len(batches)
         metrics = self.evaluate(model)
         gaps = score_gaps(metrics, cfg.gap_score)
+        # what Algorithm 1 reads: the gaps smoothed over epochs (B = 0: the gaps themselves)
+        state.feedback = smooth(state.feedback, gaps, cfg.gap_smoothing)
+        half_gaps = [[0.0 if np.isnan(g) else g for g in half] for half in metrics["gap_halves"][cfg.gap_score]]
+        state.feedback_halves = [smooth(state.feedback_halves[h] if state.feedback_halves else None, half_gaps[h],
+                                        cfg.gap_smoothing) for h in (0, 1)]
         if self.test_sets:
             metrics.update(self.score_test_sets(model))
+        next_weights = self.strategy.next_weights(state.feedback, state.weights, cfg.floor)
         record = {"epoch": epoch, "loss": loss, **metrics, "gaps": gaps, "weights": list(state.weights),
+                  "feedback": list(state.feedback), "feedback_split_half_r": pearson(*state.feedback_halves),
+                  "weights_l1": weights_l1(state.weights, next_weights) if state.weights else None,
                   "drawn": drawn.drawn, "samples": len(drawn.samples) if len(batches) == planned else
                   sum(len(b) for b in batches) * dist.world, "steps": state.steps,
                   "seconds": time.perf_counter() - started}
-        state.weights = self.strategy.next_weights(gaps, state.weights, cfg.floor)
+        state.weights = next_weights
         state.epoch = epoch
         state.records.append(record)
         selection = metrics[f"val_wf1_{self.selected_on}"]
@@ -473,3 +504,32 @@ class Trainer:
         return (f"epoch {r['epoch']:3d}  loss {r['loss']:.4f}  val WF1 clean {r['val_wf1_clean']:.4f}"
                 f"{' *' if improved else '  '} UAR {r['val_uar_clean']:.4f}  {pooled}{levels}{weights}"
                 f"{r['steps']} steps  {r['seconds']:.1f} s")
+
+
+def _scores(labels: np.ndarray, predictions: np.ndarray) -> tuple[float, float]:
+    """(WF1, UAR); NaN for an empty set."""
+    if labels.size == 0:
+        return float("nan"), float("nan")
+    result = classification_scores(labels, predictions)
+    return result["wf1"], result["uar"]
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if values.size else float("nan")
+
+
+def _half_gaps(clean_labels: np.ndarray, clean: tuple[np.ndarray, np.ndarray], levels: list[SampleSet],
+               outcomes: list[tuple[np.ndarray, np.ndarray]], sources: list[np.ndarray],
+               keep: np.ndarray) -> dict[str, list[float]]:
+    """The gap vector in every score (GAP_SCORES) measured on the clean validation utterances
+    marked in ``keep`` and the mixes made from them; NaN for a level without such mixes."""
+    predictions, losses = clean
+    wf1_clean, uar_clean = _scores(clean_labels[keep], predictions[keep])
+    out: dict[str, list[float]] = {"wf1": [], "uar": []}
+    for samples, (mix_predictions, _), src in zip(levels, outcomes, sources):
+        wf1, uar = _scores(samples.labels[keep[src]], mix_predictions[keep[src]])
+        out["wf1"].append(wf1_clean - wf1)
+        out["uar"].append(uar_clean - uar)
+    out["loss"] = loss_gaps(losses, [mix_losses[keep[src]] for (_, mix_losses), src in zip(outcomes, sources)],
+                            [src[keep[src]] for src in sources])
+    return out

@@ -8,7 +8,7 @@ import numpy as np
 
 from shards.atomic import atomic_output
 from trainer.conditions import CONDITION_LABELS
-from trainer.report.runs import column_order, conditions, grouped
+from trainer.report.runs import adapts_weights, column_order, conditions, grouped
 from trainer.report.stats import replicate_score
 
 def _save_figure(fig, path: Path) -> None:
@@ -43,10 +43,10 @@ def plots(runs: list[dict], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-    metricaug = _panel_runs([r for r in runs if r["config"].get("strategy", "metricaug") == "metricaug"])
-    if metricaug:
-        fig, axes = _panels(plt, len(metricaug))
-        for ax, run in zip(axes.flat, metricaug):
+    adapting = _panel_runs([r for r in runs if adapts_weights(r) and r["epochs"] and r["epochs"][0].get("weights")])
+    if adapting:
+        fig, axes = _panels(plt, len(adapting))
+        for ax, run in zip(axes.flat, adapting):
             weights = np.array([e["weights"] for e in run["epochs"]])
             epochs = [e["epoch"] for e in run["epochs"]]
             ax.stackplot(epochs, weights.T, labels=[f"level {k + 1}" for k in range(weights.shape[1])])
@@ -54,7 +54,7 @@ def plots(runs: list[dict], out: Path) -> list[Path]:
             ax.set_xlabel("epoch")
             ax.set_ylim(0, 1)
         axes[0][0].set_ylabel("sampling weight")
-        axes.flat[len(metricaug) - 1].legend(fontsize="x-small", loc="upper right")
+        axes.flat[len(adapting) - 1].legend(fontsize="x-small", loc="upper right")
         fig.tight_layout()
         _save_figure(fig, out / "weights.png")
         plt.close(fig)

@@ -6,36 +6,50 @@ from collections import defaultdict
 from pathlib import Path
 
 from shards.errors import InputError
-from shards.metrics import builtin_metric_spec
 from trainer.conditions import condition_order
-from trainer.strategies import BASELINE_ORDER, STRATEGIES
+from trainer.strategies import STRATEGIES, Strategy
 from trainer.runfolder import RESULTS, read_config, read_epochs, read_results
 
+#: a recorded run's strategy when its config.json predates the setting
+DEFAULT_STRATEGY = "metricaug"
+
+
+def strategy_of(config: dict) -> Strategy | None:
+    """The registered strategy of a run (None: a name this version does not know)."""
+    return STRATEGIES.get(config.get("strategy", DEFAULT_STRATEGY))
+
+
 def strategy_label(config: dict) -> str:
-    """A run's column: the strategy (MetricAug by metric and quantizer), with the settings
-    that make runs incomparable: a UAR gap score, and the selection rule where recorded."""
-    name = config.get("strategy", "metricaug")
-    if name == "metricaug":
-        spec = builtin_metric_spec(config["metric"])  # for runs recorded before config had the label
-        metric = config.get("metric_label") or (spec.label if spec else config["metric"])
-        label = f"{metric}-{config['quant'].upper() if config['quant'] == 'gmm' else config['quant'].title()}"
-        if config.get("gap_score", "wf1") != "wf1":
-            label += f" {config['gap_score'].upper()}-gap"
-    else:
-        label = STRATEGIES[name].label if name in STRATEGIES else name
+    """A run's column: the strategy's own label for the run (MetricAug by metric and quantizer,
+    with options that make runs incomparable), and the selection rule where recorded."""
+    strategy = strategy_of(config)
+    label = strategy.column_label(config) if strategy else config.get("strategy", DEFAULT_STRATEGY)
     if "selected_on" in config:
         label += f" [{config['selected_on']}]"
     return label
 
 
 def column_order(run: dict) -> tuple:
-    """Baselines first in the paper's order, then the MetricAug columns by label."""
-    name = run["config"].get("strategy", "metricaug")
-    return (0, BASELINE_ORDER.index(name), run["label"]) if name in BASELINE_ORDER else (1, 0, run["label"])
+    """Baselines first in the registry's order, then the other columns by label."""
+    strategy = strategy_of(run["config"])
+    rank = list(STRATEGIES.values()).index(strategy) if strategy else len(STRATEGIES)
+    variant = strategy.variant_rank(run["config"]) if strategy else 0
+    return (0 if is_baseline(run) else 1, rank, variant, run["label"])
 
 
 def is_baseline(run: dict) -> bool:
-    return run["config"].get("strategy", "metricaug") in BASELINE_ORDER
+    strategy = strategy_of(run["config"])
+    return bool(strategy and strategy.baseline)
+
+
+def feeds_table3(run: dict) -> bool:
+    strategy = strategy_of(run["config"])
+    return bool(strategy and strategy.feeds_table3)
+
+
+def adapts_weights(run: dict) -> bool:
+    strategy = strategy_of(run["config"])
+    return bool(strategy and strategy.adapts_weights)
 
 
 def load_runs(runs: list[Path]) -> list[dict]:

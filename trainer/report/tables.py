@@ -13,7 +13,7 @@ import numpy as np
 from shards.errors import InputError
 from shards.vocab import METRICS
 from trainer.conditions import CONDITION_LABELS
-from trainer.report.runs import conditions, grouped, is_baseline
+from trainer.report.runs import conditions, feeds_table3, grouped, is_baseline
 from trainer.report.stats import Resamples, replicate_score
 
 
@@ -56,16 +56,34 @@ def table_ci(runs: list[dict], metric: str = "wf1", resamples: Resamples | None 
     return "\n".join(md) + "\n" + _left_note(left)
 
 
-def table_gaps(runs: list[dict], metric: str = "wf1", resamples: Resamples | None = None) -> str:
-    """Each strategy against each baseline before it (None, Fixed SNR, CopyPaste): the gap in
-    mean score with its paired 95 % bootstrap interval; resolved when the interval excludes 0."""
+def gap_pairs(columns: list[str], reps: dict[str, list[list[dict]]]) -> list[tuple[str, str]]:
+    """The gaps the report shows, (a, b) for b − a: every column against each baseline before it,
+    and each non-baseline column against the non-baseline columns before it (a variant against
+    the plain strategy)."""
+    pairs = []
+    for i, a in enumerate(columns):
+        a_baseline = is_baseline(reps[a][0][0])
+        pairs += [(a, b) for b in columns[i + 1:] if a_baseline or not is_baseline(reps[b][0][0])]
+    return pairs
+
+
+def table_gaps(runs: list[dict], metric: str = "wf1", resamples: Resamples | None = None,
+               seeds: bool = False) -> str:
+    """The gaps of ``gap_pairs`` in mean score with their paired 95 % bootstrap interval; resolved
+    when the interval excludes 0. ``seeds``: each cell shows the utterance-only interval and
+    the interval that resamples the runs (seeds within each store) as well, and the second
+    decides what is resolved."""
     columns, reps, _ = grouped(runs)
     resamples = resamples or Resamples(reps)
-    pairs = [(a, b) for i, a in enumerate(columns) if is_baseline(reps[a][0][0]) for b in columns[i + 1:]]
+    pairs = gap_pairs(columns, reps)
     if not pairs:
         return "One strategy only: no gaps to compare.\n"
     header = [f"{metric.upper()} gap, points"] + [f"{b} − {a}" for a, b in pairs]
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def interval(gap: tuple[float, float, float]) -> str:
+        return f"[{100 * gap[1]:+.1f}, {100 * gap[2]:+.1f}]"
+
     for condition in conditions(runs):
         cells = []
         for a, b in pairs:
@@ -73,13 +91,28 @@ def table_gaps(runs: list[dict], metric: str = "wf1", resamples: Resamples | Non
             if gap is None:
                 cells.append("–")
                 continue
-            resolved = gap[1] > 0 or gap[2] < 0
-            text = f"{100 * gap[0]:+.1f} [{100 * gap[1]:+.1f}, {100 * gap[2]:+.1f}]"
+            text = f"{100 * gap[0]:+.1f} {interval(gap)}"
+            decisive = gap
+            if seeds:
+                decisive = resamples.gap(a, b, condition, metric, seeds=True)
+                text += f" · seeds {interval(decisive)}"
+            resolved = decisive[1] > 0 or decisive[2] < 0
             cells.append(f"**{text}**" if resolved else text)
         md.append(f"| {CONDITION_LABELS.get(condition, condition)} | " + " | ".join(cells) + " |")
-    note = ("\nBold: resolved, the 95 % interval of the gap (paired bootstrap over the test utterances both "
-            "strategies were tested on) excludes 0. '–': not tested on the same utterances.\n")
+    if seeds:
+        note = ("\nFirst interval: paired bootstrap over the test utterances only; 'seeds': the runs resampled as "
+                "well (on every store, each strategy's seeds drawn with replacement), which holds the seed-to-seed "
+                "variance. Bold: the seed-aware interval excludes 0.\n")
+    else:
+        note = ("\nBold: resolved, the 95 % interval of the gap (paired bootstrap over the test utterances both "
+                "strategies were tested on) excludes 0. '–': not tested on the same utterances.\n")
     return "\n".join(md) + "\n" + note
+
+
+def has_seeds(runs: list[dict]) -> bool:
+    """Whether some strategy has two or more replicates (seeds) to resample."""
+    _, reps, _ = grouped(runs)
+    return any(len(r) > 1 for r in reps.values())
 
 
 def table2(runs: list[dict]) -> tuple[str, list[list[str]]]:
@@ -112,7 +145,7 @@ def table2(runs: list[dict]) -> tuple[str, list[list[str]]]:
 def table3(runs: list[dict]) -> tuple[str, list[list[str]]]:
     """Normalised validation gaps per GMM level of each metric, for the clean-trained runs, from
     the validation scores ``trainer eval`` recorded in their results.json."""
-    clean_runs = [r for r in runs if r["config"].get("strategy") == "none"]
+    clean_runs = [r for r in runs if feeds_table3(r)]
     if not clean_runs:
         return "No clean-trained (strategy none) run given: no Table 3.\n", []
     missing = [r for r in clean_runs if "validation" not in r["results"]]

@@ -1,0 +1,106 @@
+"""A run's protocol, torch-free: its random streams, the rules that select an epoch, and the
+feedback MetricAug reads after every epoch (gaps per level, their smoothing over epochs and
+how reliable they are).
+
+Both ``trainer.strategies`` and ``trainer.train`` read these names from here, so neither
+names the other's internals, and the report can import them without torch.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from shards.errors import InputError
+
+#: Random streams of a run, each seeded by (seed, stream[, epoch or level]): independent draws
+#: that stay the same whatever else changes.
+STREAM_LEVEL_DRAW = 1  # which mixes of each level an epoch trains on
+STREAM_BATCH_ORDER = 2  # the epoch's batches and their order
+STREAM_NORMALISATION = 3  # the clean utterances the feature statistics are estimated on
+STREAM_VALIDATION_SUBSET = 7  # --val-per-level: the fixed subset of each level's validation mixes
+STREAM_SUPERSET_DRAW = 8  # the superset strategy: which train mixes an epoch trains on
+STREAM_SPLIT_HALF = 9  # the two halves of the validation utterances (feedback reliability)
+#: torch's seed for dropout in epoch e is seed * DROPOUT_SEED_STRIDE + e
+DROPOUT_SEED_STRIDE = 100_003
+
+#: Validation sets an epoch can be selected (and early-stopped) on (``--select``).
+SELECTION_RULES = {"pooled": "WF1 over the clean validation utterances and every level's validation mixes pooled "
+                             "(the authors' rule)",
+                   "clean": "WF1 over the clean validation utterances only"}
+
+#: Scores a gap g_k can be measured in (``--gap-score``). wf1 and uar: g_k = score on clean
+#: validation − score on level k's mixes; loss: g_k = mean over level k's mixes of the
+#: cross-entropy of the mix − that of the same utterance clean (paired by utterance).
+GAP_SCORES = {"wf1": "WF1, as the paper",
+              "uar": "unweighted average recall: independent of a level's class mix",
+              "loss": "paired cross-entropy: mean over a level's mixes of CE(mix) - CE(its clean utterance); "
+                      "continuous, and utterance difficulty cancels"}
+
+
+def check_gap_score(score: str) -> None:
+    if score not in GAP_SCORES:
+        raise InputError(f"--gap-score {score!r}: expected one of {', '.join(GAP_SCORES)}")
+
+
+def gaps(metrics: dict, score: str) -> list[float]:
+    """The gap vector of one epoch's validation ``metrics`` (``Trainer.evaluate``): for wf1 and
+    uar, score on clean validation − score on level k's mixes; for loss the recorded paired
+    loss gaps. 0 for a level without mixes."""
+    check_gap_score(score)
+    if score == "loss":
+        return [0.0 if math.isnan(v) else float(v) for v in metrics["val_loss_gaps"]]
+    clean = metrics[f"val_{score}_clean"]
+    return [0.0 if math.isnan(v) else clean - v for v in metrics[f"val_{score}_levels"]]
+
+
+def loss_gaps(clean_losses: np.ndarray, level_losses: Sequence[np.ndarray], sources: Sequence[np.ndarray]) -> list[float]:
+    """Paired loss gaps: for each level, the mean over its mixes of the mix's cross-entropy minus
+    that of its own clean utterance (``sources[k][i]``: the clean index of level k's mix i);
+    NaN for a level without mixes."""
+    clean = np.asarray(clean_losses, dtype=np.float64)
+    out = []
+    for losses, src in zip(level_losses, sources):
+        losses = np.asarray(losses, dtype=np.float64)
+        out.append(float(np.mean(losses - clean[np.asarray(src, dtype=np.int64)])) if losses.size else float("nan"))
+    return out
+
+
+def check_smoothing(beta: float) -> None:
+    if not 0.0 <= beta < 1.0:
+        raise InputError(f"--gap-smoothing {beta}: expected a number in [0, 1) (0: the paper's raw gaps)")
+
+
+def smooth(previous: Sequence[float] | None, gaps_now: Sequence[float], beta: float) -> list[float]:
+    """h_e = beta * h_(e-1) + (1 - beta) * g_e with h_0 = 0; beta = 0 returns the gaps
+    themselves (bit for bit). Algorithm 1 reads h_e / |sum h_e|, so the start at 0 needs no
+    bias correction: h_e and h_e / (1 - beta^e) give the same weights."""
+    if beta == 0.0:
+        return [float(g) for g in gaps_now]
+    prev = [0.0] * len(gaps_now) if not previous else previous
+    return [beta * float(h) + (1.0 - beta) * float(g) for h, g in zip(prev, gaps_now)]
+
+
+def weights_l1(before: Sequence[float], after: Sequence[float]) -> float:
+    """How far the sampling weights moved: sum over levels of |w_after − w_before| (0 to 2)."""
+    return float(np.abs(np.asarray(after, float) - np.asarray(before, float)).sum())
+
+
+def pearson(a: Sequence[float], b: Sequence[float]) -> float:
+    """Correlation of two gap vectors across levels; NaN when either is constant."""
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    if x.size < 2 or not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        return float("nan")
+    x, y = x - x.mean(), y - y.mean()
+    denominator = math.sqrt(float((x * x).sum()) * float((y * y).sum()))
+    return float((x * y).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def split_halves(utt_ids: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+    """Half 0 or 1 for each validation utterance: a seeded random halving (sizes differ by at
+    most one). Every mix goes with its source utterance, so the halves share no utterance."""
+    n = len(utt_ids)
+    half = np.zeros(n, dtype=np.int64)
+    half[rng.permutation(n)[n // 2:]] = 1
+    return half
