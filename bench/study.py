@@ -55,7 +55,10 @@ def speaker_folds(speakers: list[str], n_folds: int, n_validation: int) -> list[
 
 
 #: Study variants of a strategy: the name in --strategies, the trainer strategy and its options.
-VARIANTS = {"metricaug-uar": ("metricaug", ("--gap-score", "uar"))}
+VARIANTS = {"metricaug-uar": ("metricaug", ("--gap-score", "uar")),
+            # the stabilised feedback of arm C: the setting bench/feedback_choice.py chose on fold 0,
+            # seed 0's uniform run (validation records only) before any run of it (docs/study.md)
+            "metricaug-stable": ("metricaug", ("--gap-score", "loss", "--gap-smoothing", "0.8"))}
 #: A finished run's small files, recorded (committed) apart from its checkpoints.
 RECORDED_FILES = ("config.json", "epochs.jsonl", "results.json", "train.log")
 #: The real noise assembled by --real-noise from the project's shared audio: MUSAN layout with
