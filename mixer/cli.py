@@ -28,6 +28,7 @@ from shards.cli import fail
 from shards.errors import InputError
 from shards.metrics import metric_names
 from shards.verify import verify
+from shards.vocab import AUDIO_LAYOUT, LAYOUTS, RECIPE_LAYOUT
 from shards.vocab import METRICS as BUILTIN_METRICS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -117,6 +118,7 @@ class _StageArgs:
     utts_per_shard: int
     limit: int
     quiet: bool
+    mixes: str
     splits: dict  # split option parameter -> its text, for the options given
 
     @property
@@ -143,6 +145,10 @@ def _shared_options(metrics_default: str, metrics_help: str, noise_root_help: st
         "utts_per_shard": (int, typer.Option(16, help="Utterances per shard (a superset shard holds 30x as many mixes).")),
         "limit": (int, typer.Option(0, help="Use only the first N utterances of each split (0: all); for quick trials.")),
         "quiet": (bool, typer.Option(False, "--quiet", "-q", help="No progress bar.")),
+        "mixes": (str, typer.Option(AUDIO_LAYOUT, "--mixes", help=(
+            "How mixes are stored: audio (every mix as FLAC in the shards) or recipe (every mix as a table row, "
+            "its recipe and metrics; the noise stored once in the store; mixed on read, bit for bit the same "
+            "arrays). 'prep materialize' turns a recipe store into the audio one."))),
     }
     for parameter, (flag, corpora) in _SPLIT_OPTIONS.items():
         options[parameter] = (Optional[str], typer.Option(None, flag, help=_split_option_help(parameter, corpora)))
@@ -171,10 +177,16 @@ def _stage(name: str, stage: str, metrics_default: str, metrics_help: str = _ALL
             for p in _SPLIT_OPTIONS:
                 values.pop(p, None)
             args = _StageArgs(**{n: values.pop(n) for n in shared_names if n in values}, splits=splits)
+            if args.mixes not in LAYOUTS:
+                fail(f"--mixes {args.mixes!r}: expected one of {', '.join(LAYOUTS)}")
             try:
                 tasks, info, rejects = plan(args, **values)
             except InputError as exc:
                 fail(str(exc))
+            if args.mixes == RECIPE_LAYOUT:
+                from mixer.plan import plan_recipe
+
+                tasks = plan_recipe(tasks, stage)
             _build_and_report(args.out / args.corpus, stage, tasks, info, rejects, args)
 
         parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared
