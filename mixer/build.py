@@ -123,7 +123,7 @@ def _no_metrics() -> dict:
     return {spec.column: np.nan for spec in metric_specs()}
 
 
-def _score(clean: np.ndarray, mixes: list[np.ndarray], metrics: tuple[str, ...]) -> list[dict]:
+def score_fields(clean: np.ndarray, mixes: list[np.ndarray], metrics: tuple[str, ...]) -> list[dict]:
     """Each mix's metric fields (by table column) and errors."""
     if not metrics or not mixes:
         return [{**_no_metrics(), "errors": ""} for _ in mixes]
@@ -303,7 +303,7 @@ def _job_samples(task: ShardTask, job: UttJob, rejects: list[dict],
         except (AudioError, MixError) as exc:
             reason = exc.reason if isinstance(exc, AudioError) else str(exc)
             rejects.append({"file": spec.noise_path, "reason": f"mix {spec.key}: {reason}"})
-    scores = _score(clean, [m.wav for _, _, m in made], task.metrics)
+    scores = score_fields(clean, [m.wav for _, _, m in made], task.metrics)
     return [(spec.key, mix.wav, {**base, "noise_type": spec.noise_type, "noise_file": spec.noise_id,
                                  "noise_offset": offset, "snr_bin": spec.snr_bin, "snr_target": spec.snr_target,
                                  "snr_achieved": mix.snr_achieved, "noise_gain": mix.noise_gain, "gain": mix.gain,

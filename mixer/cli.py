@@ -27,7 +27,6 @@ from scoring.cli_score import score
 from shards.cli import fail
 from shards.errors import InputError
 from shards.metrics import metric_names
-from shards.verify import verify
 from shards.vocab import AUDIO_LAYOUT, LAYOUTS, RECIPE_LAYOUT
 from shards.vocab import METRICS as BUILTIN_METRICS
 
@@ -439,8 +438,57 @@ def testsets(
     return tasks, info, inputs.rejects + unseen_rejects
 
 
-app.command("verify", cls=_Command)(verify)
+@app.command("verify", cls=_Command)
+def verify(
+    store: Path = typer.Argument(..., help="A store folder, OUT/<corpus>."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    rescore: int = typer.Option(0, "--rescore", min=0, help=(
+        "Also re-mix and re-score a seeded sample of this many mixes (as a reader reads them) and compare "
+        "their metrics with the table exactly (0: none).")),
+    seed: int = typer.Option(0, help="Seed of the --rescore sample."),
+):
+    """Check the manifest, the table's and rejects' checksums, every shard's checksum and
+    sample count, that shards/ holds only the shards the manifest lists, and that every table
+    row has its audio (a recipe store: every recipe's clean utterance and noise). Exit code
+    0: sound; 1: problems (one line each); 2: not a store."""
+    from mixer.rescore import rescore as rescore_sample
+    from shards.reader import open_store
+    from shards.verify import report, verify_store
+
+    try:
+        problems, counts = verify_store(store, progress=not quiet)
+        if rescore and not problems:
+            found, compared = rescore_sample(open_store(store), rescore, seed)
+            problems += found
+            counts["rescored"] = compared
+    except InputError as exc:
+        fail(str(exc))
+    if "rescored" in counts:
+        typer.echo(f"rescored {counts['rescored']} mixes (seed {seed}): {len(problems)} differ from the table")
+    report(store, problems, counts)
 app.command("score", cls=_Command)(score)
+
+
+@app.command("materialize", cls=_Command)
+def materialize(
+    store: Path = typer.Argument(..., help="A recipe store (built with --mixes recipe)."),
+    out: Path = typer.Option(..., "--out", help="Folder of the audio store to write (created; a partial one is resumed)."),
+    jobs: int = typer.Option(-1, "--jobs", "-j", help="Worker processes (-1: all cores)."),
+):
+    """Write a recipe store out as the audio store: every mix as FLAC in WebDataset shards,
+    byte-identical (shards, table, manifest apart from its layout field) to a --mixes audio
+    build of the same inputs and seed. Level indexes are not copied: run 'prep score' on it."""
+    from mixer.materialize import materialize as write_audio_store
+
+    try:
+        manifest = write_audio_store(store, out, jobs)
+    except InputError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{exc.filename or out}: {exc.strerror or exc}")
+    size = sum(e["bytes"] for e in manifest["shards"])
+    typer.echo(f"audio store {out}: {manifest['samples']} samples in {len(manifest['shards'])} shards "
+               f"({size / 2**20:.1f} MiB); run 'prep score {out} ...' for its level indexes")
 
 
 def main() -> None:  # pragma: no cover
