@@ -144,6 +144,8 @@ def build_shard(store_dir: str, task: ShardTask | NoiseShardTask, owner: str | N
     # one BLAS thread: a multi-threaded matmul sums in another order, and the metrics'
     # last bits (so the shard bytes) would depend on how many workers share the cores
     _exit_with_parent(owner)
+    if os.environ.get(TEST_SIGKILL_SHARD_ENV) == task.name:
+        os.kill(os.getpid(), signal.SIGKILL)
     with threadpool_limits(limits=1):
         if isinstance(task, NoiseShardTask):
             return _build_noise_shard(Path(store_dir), task, owner)
@@ -208,13 +210,21 @@ def _build_recipe_part(store: Path, task: ShardTask, owner: str | None, noise_in
 def _build_noise_shard(store: Path, task: NoiseShardTask, owner: str | None) -> dict:
     """A recipe store's noise: each file decoded whole, resampled to 16 kHz and put on the
     16-bit grid (scaled as a whole where it would clip), stored as a PCM_16 WAV member."""
+    import soundfile as sf
+
     started = time.perf_counter()
     writer = ShardWriter(shard_path(store, task.name))
     rows: list[dict] = []
     rejects: list[dict] = []
+    converted = 0
     try:
         for kind, noise_id, path in task.files:
             _check_owner(store, owner, task.name)
+            try:
+                info = sf.info(path)
+                converted += info.samplerate != SAMPLE_RATE or info.subtype not in _EXACT_NOISE_SUBTYPES
+            except Exception:  # noqa: BLE001  (load_audio below says what is wrong with it)
+                pass
             try:
                 wav, gain = fit_pcm16(load_audio(path, SAMPLE_RATE))
             except AudioError as exc:
@@ -235,7 +245,12 @@ def _build_noise_shard(store: Path, task: NoiseShardTask, owner: str | None) -> 
     except BaseException:
         writer.abort()
         raise
-    return _result(task, rows, rejects, started)
+    return {**_result(task, rows, rejects, started), "converted": converted}
+
+
+#: Noise files whose stored 16-bit samples are exactly what an audio build reads (16 kHz, at
+#: most 16-bit integer PCM): a recipe store of them is byte for byte the audio store.
+_EXACT_NOISE_SUBTYPES = ("PCM_16", "PCM_S8", "PCM_U8")
 
 
 def noise_index_of(store: Path, tasks: list) -> dict[str, NoiseLocation]:
@@ -255,8 +270,6 @@ def _build_shard(store: Path, task: ShardTask, owner: str | None = None) -> dict
     rows: list[dict] = []
     rejects: list[dict] = []
     try:
-        if os.environ.get(TEST_SIGKILL_SHARD_ENV) == task.name:
-            os.kill(os.getpid(), signal.SIGKILL)
         for job in task.jobs:
             _check_owner(store, owner, task.name)  # the build was killed: stop with it
             for key, wav, fields in _job_samples(task, job, rejects):
@@ -341,6 +354,7 @@ class BuildSummary:
     shards_reused: int = 0
     wall_s: float = 0.0
     worker_peak_rss_bytes: dict = field(default_factory=dict)
+    noise_converted: int = 0  # noise files of a recipe stage that were resampled or re-quantised
     stage: dict = field(default_factory=dict)  # the stage's totals over all its shards (manifest)
 
     @property
@@ -357,7 +371,9 @@ class BuildSummary:
             f"wall time         {self.wall_s:.1f} s",
             f"throughput        {self.throughput:.1f} samples/s",
             f"peak worker RSS   {peak:.0f} MiB",
-        ]
+        ] + ([f"note              {self.noise_converted} noise files are not 16 kHz 16-bit PCM: the recipe mixes use "
+              f"them resampled/quantised whole, as stored; a --mixes audio build reads them per stretch, so its "
+              f"mixes of them differ in the last bits"] if self.noise_converted else [])
 
 
 def _run_parallel(store: Path, tasks: list[ShardTask], jobs: int, backend: str, scheduler: str | None,
@@ -467,6 +483,7 @@ def run_stage(store: Path, stage: str, tasks: list[ShardTask], stage_info: dict,
                     bar.update(result["planned"])
                     summary.shards_built += 1
                     summary.samples_written += result["samples"]
+                    summary.noise_converted += result.get("converted", 0)
                     pid = result["pid"]
                     summary.worker_peak_rss_bytes[pid] = max(summary.worker_peak_rss_bytes.get(pid, 0),
                                                              result["peak_rss_bytes"])
