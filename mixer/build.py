@@ -144,8 +144,6 @@ def build_shard(store_dir: str, task: ShardTask | NoiseShardTask, owner: str | N
     # one BLAS thread: a multi-threaded matmul sums in another order, and the metrics'
     # last bits (so the shard bytes) would depend on how many workers share the cores
     _exit_with_parent(owner)
-    if os.environ.get(TEST_SIGKILL_SHARD_ENV) == task.name:
-        os.kill(os.getpid(), signal.SIGKILL)
     with threadpool_limits(limits=1):
         if isinstance(task, NoiseShardTask):
             return _build_noise_shard(Path(store_dir), task, owner)
@@ -181,6 +179,13 @@ def _check_owner(store: Path, owner: str | None, name: str) -> None:
         raise OwnerGone(f"{shard_relpath(name)}: the build that started it no longer holds the store lock")
 
 
+def _test_sigkill(task) -> None:
+    """Tests only: die as the OOM killer would make a worker die, in the named shard (after
+    its temporary tar exists, so that the one-line error can name it)."""
+    if os.environ.get(TEST_SIGKILL_SHARD_ENV) == task.name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _result(task, rows: list, rejects: list, started: float) -> dict:
     return {
         "name": task.name, "planned": task.num_samples, "samples": len(rows), "rejects": len(rejects),
@@ -196,6 +201,7 @@ def _build_recipe_part(store: Path, task: ShardTask, owner: str | None, noise_in
     started = time.perf_counter()
     rows: list[dict] = []
     rejects: list[dict] = []
+    _test_sigkill(task)
     for job in task.jobs:
         _check_owner(store, owner, task.name)
         noise = lambda spec, n: stored_noise_stretch(store, task.stage, noise_index, spec, n)  # noqa: E731
@@ -270,6 +276,7 @@ def _build_shard(store: Path, task: ShardTask, owner: str | None = None) -> dict
     rows: list[dict] = []
     rejects: list[dict] = []
     try:
+        _test_sigkill(task)
         for job in task.jobs:
             _check_owner(store, owner, task.name)  # the build was killed: stop with it
             for key, wav, fields in _job_samples(task, job, rejects):

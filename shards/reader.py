@@ -302,7 +302,7 @@ class Store:
         entries = manifest.get("shards", [])
         #: recipe parts (rows file path -> the stage whose noise they mix with)
         self._recipe_stage = {e["path"]: e["stage"] for e in entries if e.get("layout") == RECIPE_LAYOUT}
-        self._sha256 = {e["path"]: e["sha256"] for e in entries}
+        self._sha256 = {e["path"]: e.get("sha256", "") for e in entries if "path" in e}
 
     @property
     def layout(self) -> str:
