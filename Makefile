@@ -11,6 +11,7 @@ OUT         ?= data/stores
 DEMO_DIR    ?= data/demo-corpus
 JOBS        ?= -1
 SEED        ?= 0
+MIXES       ?= audio
 METRICS     ?= stoi pesq fwsnrseg
 # corpus roots for `make superset CORPUS=...`
 MSP_ROOT    ?=
@@ -59,11 +60,11 @@ $(DEMO_DIR)/msp: | $(STAMP)
 
 superset: $(STAMP) $(if $(filter demo,$(CORPUS)),$(DEMO_DIR)/msp)
 	@test -n "$(CORPUS_ROOT)" || { echo "error: set the corpus root, e.g. make superset CORPUS=msp MSP_ROOT=/data/MSP-Podcast MUSAN_ROOT=/data/musan" >&2; exit 2; }
-	$(BIN)/prep superset --corpus $(CORPUS) --root $(CORPUS_ROOT) $(if $(MUSAN_ROOT),--noise-root $(MUSAN_ROOT)) --out $(OUT) --jobs $(JOBS) --seed $(SEED)
+	$(BIN)/prep superset --corpus $(CORPUS) --root $(CORPUS_ROOT) $(if $(MUSAN_ROOT),--noise-root $(MUSAN_ROOT)) --out $(OUT) --jobs $(JOBS) --seed $(SEED) --mixes $(MIXES)
 
 testsets: $(STAMP) $(if $(filter demo,$(CORPUS)),$(DEMO_DIR)/msp)
 	@test -n "$(CORPUS_ROOT)" || { echo "error: set the corpus root, e.g. make testsets CORPUS=msp MSP_ROOT=... MUSAN_ROOT=... ESC50_ROOT=..." >&2; exit 2; }
-	$(BIN)/prep testsets --corpus $(CORPUS) --root $(CORPUS_ROOT) $(NOISE_ARGS) --out $(OUT) --jobs $(JOBS) --seed $(SEED)
+	$(BIN)/prep testsets --corpus $(CORPUS) --root $(CORPUS_ROOT) $(NOISE_ARGS) --out $(OUT) --jobs $(JOBS) --seed $(SEED) --mixes $(MIXES)
 
 verify: $(STAMP)
 	$(BIN)/prep verify $(STORE)
@@ -73,11 +74,11 @@ score: $(STAMP)
 
 fixed-snr: $(STAMP) $(if $(filter demo,$(CORPUS)),$(DEMO_DIR)/msp)
 	@test -n "$(CORPUS_ROOT)" || { echo "error: set the corpus root, e.g. make fixed-snr CORPUS=msp MSP_ROOT=... MUSAN_ROOT=..." >&2; exit 2; }
-	$(BIN)/prep fixed-snr --corpus $(CORPUS) --root $(CORPUS_ROOT) $(if $(MUSAN_ROOT),--noise-root $(MUSAN_ROOT)) --out $(OUT) --jobs $(JOBS) --seed $(SEED)
+	$(BIN)/prep fixed-snr --corpus $(CORPUS) --root $(CORPUS_ROOT) $(if $(MUSAN_ROOT),--noise-root $(MUSAN_ROOT)) --out $(OUT) --jobs $(JOBS) --seed $(SEED) --mixes $(MIXES)
 
 copypaste: $(STAMP) $(if $(filter demo,$(CORPUS)),$(DEMO_DIR)/msp)
 	@test -n "$(CORPUS_ROOT)" || { echo "error: set the corpus root, e.g. make copypaste CORPUS=msp MSP_ROOT=... MUSAN_ROOT=..." >&2; exit 2; }
-	$(BIN)/prep copypaste --corpus $(CORPUS) --root $(CORPUS_ROOT) $(if $(MUSAN_ROOT),--noise-root $(MUSAN_ROOT)) --out $(OUT) --jobs $(JOBS) --seed $(SEED)
+	$(BIN)/prep copypaste --corpus $(CORPUS) --root $(CORPUS_ROOT) $(if $(MUSAN_ROOT),--noise-root $(MUSAN_ROOT)) --out $(OUT) --jobs $(JOBS) --seed $(SEED) --mixes $(MIXES)
 
 # One training run (STRATEGY: see 'trainer run --help'); its folder RUNS/<corpus>-<strategy or
 # metric-quant>-h<H>-s<seed> is named by trainer run; run again to continue where it stopped.

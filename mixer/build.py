@@ -25,15 +25,19 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from mixer.audio import AudioError, load_audio, read_segment
 from mixer.mixing import MixError, fit_noise, fit_pcm16, mix_at_snr
-from mixer.plan import MixSpec, ShardTask, UttJob
+from mixer.plan import MixSpec, NoiseShardTask, ShardTask, UttJob
+from shards.mixing import float_to_pcm16, noise_stretch, pcm16_to_float
+from shards.reader import NoiseLocation, stored_noise
 from scoring.metrics import score_mixes
 from shards import store as st
 from shards.atomic import write_json_atomic
 from shards.cores import usable_cores
 from shards.errors import InputError
 from shards.metrics import MetricSpec, adopt, metric_specs
-from shards.vocab import SAMPLE_RATE, SHARDS_DIR, shard_path, shard_relpath
-from shards.writer import ShardWriter, encode_flac, encode_json
+from shards.vocab import (
+    NOISE_EXT, NOISE_SUBSET, RECIPE_LAYOUT, SAMPLE_RATE, SHARDS_DIR, noise_key, rows_relpath, shard_path, shard_relpath,
+)
+from shards.writer import ShardWriter, encode_flac, encode_json, encode_wav_pcm16
 
 #: Tests only: a worker that starts the shard named in this variable kills itself with
 #: SIGKILL, as the kernel's out-of-memory killer would (tests/test_faults_store.py).
@@ -70,16 +74,34 @@ def stamp_inputs(tasks: list[ShardTask]) -> list[ShardTask]:
     return [dataclasses.replace(t, inputs=tuple(stamp(p) for p in t.input_paths())) for t in tasks]
 
 
+def noise_offset(spec: MixSpec, num_samples: int) -> int:
+    """Where a mix's noise stretch starts: its seeded share of the free room, or 0 for a
+    noise no longer than the speech (then repeated)."""
+    room = spec.noise_samples - num_samples
+    return min(int(spec.offset_fraction * (room + 1)), room) if room > 0 else 0
+
+
 def read_noise(spec: MixSpec, num_samples: int) -> tuple[np.ndarray, int]:
     """The noise stretch for one mix, read from disk without loading the whole file."""
-    room = spec.noise_samples - num_samples
-    if room > 0:
-        offset = min(int(spec.offset_fraction * (room + 1)), room)
+    offset = noise_offset(spec, num_samples)
+    if spec.noise_samples - num_samples > 0:
         segment = read_segment(spec.noise_path, offset, num_samples)
     else:  # shorter than the speech: the whole file, repeated
-        offset = 0
         segment = read_segment(spec.noise_path, 0, max(spec.noise_samples, 1))
     return fit_noise(segment, num_samples), offset
+
+
+def stored_noise_stretch(store: Path, stage: str, noise_index: dict, spec: MixSpec,
+                         num_samples: int) -> tuple[np.ndarray, int]:
+    """A recipe part's noise stretch for one mix: cut from the 16-bit noise its stage stored
+    (exactly what every reader mixes with), at the offset an audio build would use."""
+    key = noise_key(stage, spec.noise_type, spec.noise_id)
+    location = noise_index.get(key)
+    if location is None:
+        raise MixError(f"noise {spec.noise_id} was not stored (see rejects.csv)")
+    pcm = stored_noise(store, location)
+    offset = noise_offset(spec, num_samples)
+    return pcm16_to_float(noise_stretch(pcm, num_samples, offset)), offset
 
 
 def job_audio(job: UttJob) -> tuple[np.ndarray, list[list] | None]:
@@ -101,7 +123,7 @@ def _no_metrics() -> dict:
     return {spec.column: np.nan for spec in metric_specs()}
 
 
-def _score(clean: np.ndarray, mixes: list[np.ndarray], metrics: tuple[str, ...]) -> list[dict]:
+def score_fields(clean: np.ndarray, mixes: list[np.ndarray], metrics: tuple[str, ...]) -> list[dict]:
     """Each mix's metric fields (by table column) and errors."""
     if not metrics or not mixes:
         return [{**_no_metrics(), "errors": ""} for _ in mixes]
@@ -110,8 +132,8 @@ def _score(clean: np.ndarray, mixes: list[np.ndarray], metrics: tuple[str, ...])
             for score in scores]
 
 
-def build_shard(store_dir: str, task: ShardTask, owner: str | None = None,
-                metrics: tuple[MetricSpec, ...] = ()) -> dict:
+def build_shard(store_dir: str, task: ShardTask | NoiseShardTask, owner: str | None = None,
+                metrics: tuple[MetricSpec, ...] = (), noise_index: dict | None = None) -> dict:
     """Write one shard and its rows. Runs in a worker process. ``owner`` is the store lock's
     token of the build that sent the task: the worker stops, and publishes nothing, as soon
     as that build no longer holds the lock (see shards.store.lock_owned_by). ``metrics``: the
@@ -123,6 +145,10 @@ def build_shard(store_dir: str, task: ShardTask, owner: str | None = None,
     # last bits (so the shard bytes) would depend on how many workers share the cores
     _exit_with_parent(owner)
     with threadpool_limits(limits=1):
+        if isinstance(task, NoiseShardTask):
+            return _build_noise_shard(Path(store_dir), task, owner)
+        if task.layout == RECIPE_LAYOUT:
+            return _build_recipe_part(Path(store_dir), task, owner, noise_index or {})
         return _build_shard(Path(store_dir), task, owner)
 
 
@@ -153,14 +179,104 @@ def _check_owner(store: Path, owner: str | None, name: str) -> None:
         raise OwnerGone(f"{shard_relpath(name)}: the build that started it no longer holds the store lock")
 
 
+def _test_sigkill(task) -> None:
+    """Tests only: die as the OOM killer would make a worker die, in the named shard (after
+    its temporary tar exists, so that the one-line error can name it)."""
+    if os.environ.get(TEST_SIGKILL_SHARD_ENV) == task.name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _result(task, rows: list, rejects: list, started: float) -> dict:
+    return {
+        "name": task.name, "planned": task.num_samples, "samples": len(rows), "rejects": len(rejects),
+        "seconds": time.perf_counter() - started, "pid": os.getpid(),
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
+def _build_recipe_part(store: Path, task: ShardTask, owner: str | None, noise_index: dict) -> dict:
+    """A recipe part: its samples' rows (recipe and metrics), mixed and scored from the
+    stored noise exactly as a reader renders them; no audio is written. The rows file is
+    the part: published atomically, it marks the part complete."""
+    started = time.perf_counter()
+    rows: list[dict] = []
+    rejects: list[dict] = []
+    _test_sigkill(task)
+    for job in task.jobs:
+        _check_owner(store, owner, task.name)
+        noise = lambda spec, n: stored_noise_stretch(store, task.stage, noise_index, spec, n)  # noqa: E731
+        for key, _, fields in _job_samples(task, job, rejects, noise):
+            rows.append({**fields, "key": key, "shard": rows_relpath(task.name), "flac_offset": -1, "flac_size": -1,
+                         "json_offset": -1, "json_size": -1})
+    _check_owner(store, owner, task.name)
+    write_json_atomic(st.rows_path(store, task.name), st.recipe_rows_document(task, rows, rejects))
+    return _result(task, rows, rejects, started)
+
+
+def _build_noise_shard(store: Path, task: NoiseShardTask, owner: str | None) -> dict:
+    """A recipe store's noise: each file decoded whole, resampled to 16 kHz and put on the
+    16-bit grid (scaled as a whole where it would clip), stored as a PCM_16 WAV member."""
+    import soundfile as sf
+
+    started = time.perf_counter()
+    writer = ShardWriter(shard_path(store, task.name))
+    rows: list[dict] = []
+    rejects: list[dict] = []
+    converted = 0
+    try:
+        for kind, noise_id, path in task.files:
+            _check_owner(store, owner, task.name)
+            try:
+                info = sf.info(path)
+                converted += info.samplerate != SAMPLE_RATE or info.subtype not in _EXACT_NOISE_SUBTYPES
+            except Exception:  # noqa: BLE001  (load_audio below says what is wrong with it)
+                pass
+            try:
+                wav, gain = fit_pcm16(load_audio(path, SAMPLE_RATE))
+            except AudioError as exc:
+                rejects.append({"file": exc.path, "reason": f"noise for recipes: {exc.reason}"})
+                continue
+            key = noise_key(task.stage, kind, noise_id)
+            fields = {"corpus": "", "utt_id": "", "speaker": "", "label": "", "split": task.split,
+                      "subset": NOISE_SUBSET, "num_samples": int(wav.size), "noise_type": kind,
+                      "noise_file": noise_id, "noise_offset": -1, "snr_bin": -1, "snr_target": np.nan,
+                      "snr_achieved": np.nan, "noise_gain": 0.0, "gain": gain, **_no_metrics(), "errors": ""}
+            where = writer.add(key, {NOISE_EXT: encode_wav_pcm16(float_to_pcm16(wav), SAMPLE_RATE),
+                                     "json": encode_json(fields)})
+            rows.append({**fields, "key": key, "shard": shard_relpath(task.name),
+                         "flac_offset": where[NOISE_EXT][0], "flac_size": where[NOISE_EXT][1],
+                         "json_offset": where["json"][0], "json_size": where["json"][1]})
+        digest = writer.close()
+        _publish(store, task, owner, writer, digest, rows, rejects)
+    except BaseException:
+        writer.abort()
+        raise
+    return {**_result(task, rows, rejects, started), "converted": converted}
+
+
+#: Noise files whose stored 16-bit samples are exactly what an audio build reads (16 kHz, at
+#: most 16-bit integer PCM): a recipe store of them is byte for byte the audio store.
+_EXACT_NOISE_SUBTYPES = ("PCM_16", "PCM_S8", "PCM_U8")
+
+
+def noise_index_of(store: Path, tasks: list) -> dict[str, NoiseLocation]:
+    """noise key -> where its samples lie, from the rows of a stage's (built) noise shards."""
+    index = {}
+    for task in tasks:
+        if isinstance(task, NoiseShardTask):
+            part = st.read_rows(store, task.name) or {"rows": []}
+            for row in part["rows"]:
+                index[row["key"]] = NoiseLocation(row["shard"], int(row["flac_offset"]), int(row["flac_size"]))
+    return index
+
+
 def _build_shard(store: Path, task: ShardTask, owner: str | None = None) -> dict:
     started = time.perf_counter()
     writer = ShardWriter(shard_path(store, task.name))
     rows: list[dict] = []
     rejects: list[dict] = []
     try:
-        if os.environ.get(TEST_SIGKILL_SHARD_ENV) == task.name:
-            os.kill(os.getpid(), signal.SIGKILL)
+        _test_sigkill(task)
         for job in task.jobs:
             _check_owner(store, owner, task.name)  # the build was killed: stop with it
             for key, wav, fields in _job_samples(task, job, rejects):
@@ -170,16 +286,14 @@ def _build_shard(store: Path, task: ShardTask, owner: str | None = None) -> dict
     except BaseException:
         writer.abort()
         raise
-    return {
-        "name": task.name, "planned": task.num_samples, "samples": len(rows), "rejects": len(rejects),
-        "seconds": time.perf_counter() - started, "pid": os.getpid(),
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-    }
+    return _result(task, rows, rejects, started)
 
 
-def _job_samples(task: ShardTask, job: UttJob, rejects: list[dict]) -> list[tuple[str, np.ndarray, dict]]:
+def _job_samples(task: ShardTask, job: UttJob, rejects: list[dict],
+                 noise_for=read_noise) -> list[tuple[str, np.ndarray, dict]]:
     """(key, audio, JSON fields) of every sample of one job: its clean signal, or its mixes.
-    What cannot be read or mixed becomes a reject."""
+    What cannot be read or mixed becomes a reject. ``noise_for(spec, num_samples)`` gives a
+    mix's noise stretch and offset (from the noise file; a recipe part: from the store)."""
     utt = job.utt
     try:
         raw, parts = job_audio(job)
@@ -204,12 +318,12 @@ def _job_samples(task: ShardTask, job: UttJob, rejects: list[dict]) -> list[tupl
     made = []
     for spec in job.mixes:
         try:
-            noise, offset = read_noise(spec, clean.size)
+            noise, offset = noise_for(spec, clean.size)
             made.append((spec, offset, mix_at_snr(clean, noise, spec.snr_target)))
         except (AudioError, MixError) as exc:
             reason = exc.reason if isinstance(exc, AudioError) else str(exc)
             rejects.append({"file": spec.noise_path, "reason": f"mix {spec.key}: {reason}"})
-    scores = _score(clean, [m.wav for _, _, m in made], task.metrics)
+    scores = score_fields(clean, [m.wav for _, _, m in made], task.metrics)
     return [(spec.key, mix.wav, {**base, "noise_type": spec.noise_type, "noise_file": spec.noise_id,
                                  "noise_offset": offset, "snr_bin": spec.snr_bin, "snr_target": spec.snr_target,
                                  "snr_achieved": mix.snr_achieved, "noise_gain": mix.noise_gain, "gain": mix.gain,
@@ -247,6 +361,7 @@ class BuildSummary:
     shards_reused: int = 0
     wall_s: float = 0.0
     worker_peak_rss_bytes: dict = field(default_factory=dict)
+    noise_converted: int = 0  # noise files of a recipe stage that were resampled or re-quantised
     stage: dict = field(default_factory=dict)  # the stage's totals over all its shards (manifest)
 
     @property
@@ -263,16 +378,21 @@ class BuildSummary:
             f"wall time         {self.wall_s:.1f} s",
             f"throughput        {self.throughput:.1f} samples/s",
             f"peak worker RSS   {peak:.0f} MiB",
-        ]
+        ] + ([f"note              {self.noise_converted} noise files are not 16 kHz 16-bit PCM: the recipe mixes use "
+              f"them resampled/quantised whole, as stored; a --mixes audio build reads them per stretch, so its "
+              f"mixes of them differ in the last bits"] if self.noise_converted else [])
 
 
 def _run_parallel(store: Path, tasks: list[ShardTask], jobs: int, backend: str, scheduler: str | None,
-                  owner: str | None = None):
+                  owner: str | None = None, noise_index: dict | None = None):
     """Yield each task's result as it completes."""
     from joblib import Parallel, delayed, parallel_config
 
+    if not tasks:
+        return
     metrics = metric_specs()  # a worker process knows only the built-in metrics unless told
-    calls = (delayed(build_shard)(str(store), t, owner, metrics) for t in tasks)
+    calls = (delayed(build_shard)(str(store), t, owner, metrics,
+                                  noise_index if getattr(t, "layout", "") == RECIPE_LAYOUT else None) for t in tasks)
     if backend == "dask":
         try:
             from dask.distributed import Client
@@ -360,13 +480,20 @@ def run_stage(store: Path, stage: str, tasks: list[ShardTask], stage_info: dict,
         # a clean shard's samples are utterances, not mixes: the bar counts samples
         bar = tqdm(total=sum(t.num_samples for t in pending), unit="sample", desc=f"{stage} {store.name}",
                    disable=not progress, smoothing=0.1, dynamic_ncols=True)
+        # a recipe stage's noise shards first: its recipe parts mix from exactly the stored noise
+        phases = [[t for t in pending if isinstance(t, NoiseShardTask)],
+                  [t for t in pending if not isinstance(t, NoiseShardTask)]]
         try:
-            for result in _run_parallel(store, pending, jobs, backend, scheduler, owner):
-                bar.update(result["planned"])
-                summary.shards_built += 1
-                summary.samples_written += result["samples"]
-                pid = result["pid"]
-                summary.worker_peak_rss_bytes[pid] = max(summary.worker_peak_rss_bytes.get(pid, 0), result["peak_rss_bytes"])
+            for phase, batch in enumerate(phases):
+                noise_index = noise_index_of(store, tasks) if phase else None
+                for result in _run_parallel(store, batch, jobs, backend, scheduler, owner, noise_index):
+                    bar.update(result["planned"])
+                    summary.shards_built += 1
+                    summary.samples_written += result["samples"]
+                    summary.noise_converted += result.get("converted", 0)
+                    pid = result["pid"]
+                    summary.worker_peak_rss_bytes[pid] = max(summary.worker_peak_rss_bytes.get(pid, 0),
+                                                             result["peak_rss_bytes"])
         except KeyboardInterrupt:
             st.remove_stale_temporaries(store)  # the workers died mid-shard; keep only complete shards
             raise

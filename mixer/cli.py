@@ -27,7 +27,7 @@ from scoring.cli_score import score
 from shards.cli import fail
 from shards.errors import InputError
 from shards.metrics import metric_names
-from shards.verify import verify
+from shards.vocab import AUDIO_LAYOUT, LAYOUTS, RECIPE_LAYOUT
 from shards.vocab import METRICS as BUILTIN_METRICS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -117,6 +117,7 @@ class _StageArgs:
     utts_per_shard: int
     limit: int
     quiet: bool
+    mixes: str
     splits: dict  # split option parameter -> its text, for the options given
 
     @property
@@ -143,6 +144,10 @@ def _shared_options(metrics_default: str, metrics_help: str, noise_root_help: st
         "utts_per_shard": (int, typer.Option(16, help="Utterances per shard (a superset shard holds 30x as many mixes).")),
         "limit": (int, typer.Option(0, help="Use only the first N utterances of each split (0: all); for quick trials.")),
         "quiet": (bool, typer.Option(False, "--quiet", "-q", help="No progress bar.")),
+        "mixes": (str, typer.Option(AUDIO_LAYOUT, "--mixes", help=(
+            "How mixes are stored: audio (every mix as FLAC in the shards) or recipe (every mix as a table row, "
+            "its recipe and metrics; the noise stored once in the store; mixed on read, bit for bit the same "
+            "arrays). 'prep materialize' turns a recipe store into the audio one."))),
     }
     for parameter, (flag, corpora) in _SPLIT_OPTIONS.items():
         options[parameter] = (Optional[str], typer.Option(None, flag, help=_split_option_help(parameter, corpora)))
@@ -171,10 +176,16 @@ def _stage(name: str, stage: str, metrics_default: str, metrics_help: str = _ALL
             for p in _SPLIT_OPTIONS:
                 values.pop(p, None)
             args = _StageArgs(**{n: values.pop(n) for n in shared_names if n in values}, splits=splits)
+            if args.mixes not in LAYOUTS:
+                fail(f"--mixes {args.mixes!r}: expected one of {', '.join(LAYOUTS)}")
             try:
                 tasks, info, rejects = plan(args, **values)
             except InputError as exc:
                 fail(str(exc))
+            if args.mixes == RECIPE_LAYOUT:
+                from mixer.plan import plan_recipe
+
+                tasks = plan_recipe(tasks, stage)
             _build_and_report(args.out / args.corpus, stage, tasks, info, rejects, args)
 
         parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared
@@ -427,8 +438,57 @@ def testsets(
     return tasks, info, inputs.rejects + unseen_rejects
 
 
-app.command("verify", cls=_Command)(verify)
+@app.command("verify", cls=_Command)
+def verify(
+    store: Path = typer.Argument(..., help="A store folder, OUT/<corpus>."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    rescore: int = typer.Option(0, "--rescore", min=0, help=(
+        "Also re-mix and re-score a seeded sample of this many mixes (as a reader reads them) and compare "
+        "their metrics with the table exactly (0: none).")),
+    seed: int = typer.Option(0, help="Seed of the --rescore sample."),
+):
+    """Check the manifest, the table's and rejects' checksums, every shard's checksum and
+    sample count, that shards/ holds only the shards the manifest lists, and that every table
+    row has its audio (a recipe store: every recipe's clean utterance and noise). Exit code
+    0: sound; 1: problems (one line each); 2: not a store."""
+    from mixer.rescore import rescore as rescore_sample
+    from shards.reader import open_store
+    from shards.verify import report, verify_store
+
+    try:
+        problems, counts = verify_store(store, progress=not quiet)
+        if rescore and not problems:
+            found, compared = rescore_sample(open_store(store), rescore, seed)
+            problems += found
+            counts["rescored"] = compared
+    except InputError as exc:
+        fail(str(exc))
+    if "rescored" in counts:
+        typer.echo(f"rescored {counts['rescored']} mixes (seed {seed}): {len(problems)} differ from the table")
+    report(store, problems, counts)
 app.command("score", cls=_Command)(score)
+
+
+@app.command("materialize", cls=_Command)
+def materialize(
+    store: Path = typer.Argument(..., help="A recipe store (built with --mixes recipe)."),
+    out: Path = typer.Option(..., "--out", help="Folder of the audio store to write (created; a partial one is resumed)."),
+    jobs: int = typer.Option(-1, "--jobs", "-j", help="Worker processes (-1: all cores)."),
+):
+    """Write a recipe store out as the audio store: every mix as FLAC in WebDataset shards,
+    byte-identical (shards, table, manifest apart from its layout field) to a --mixes audio
+    build of the same inputs and seed. Level indexes are not copied: run 'prep score' on it."""
+    from mixer.materialize import materialize as write_audio_store
+
+    try:
+        manifest = write_audio_store(store, out, jobs)
+    except InputError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{exc.filename or out}: {exc.strerror or exc}")
+    size = sum(e["bytes"] for e in manifest["shards"])
+    typer.echo(f"audio store {out}: {manifest['samples']} samples in {len(manifest['shards'])} shards "
+               f"({size / 2**20:.1f} MiB); run 'prep score {out} ...' for its level indexes")
 
 
 def main() -> None:  # pragma: no cover

@@ -11,15 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-INT16_SCALE = 32768.0
-#: Largest float that survives 16-bit PCM without clipping.
-FULL_SCALE = 32767.0 / 32768.0
+from shards.mixing import (  # noqa: F401  (the arithmetic lives on the ground floor)
+    FULL_SCALE, INT16_SCALE, MixError, fit_noise, noise_stretch, quantize_pcm16, render_mix,
+)
+
 #: A noise segment quieter than this (mean square) cannot set an SNR.
 MIN_NOISE_POWER = 1e-12
-
-
-class MixError(Exception):
-    """This mix cannot be made (e.g. the noise segment is silent)."""
 
 
 @dataclass(frozen=True)
@@ -28,12 +25,6 @@ class Mix:
     noise_gain: float  # g
     gain: float  # applied to speech and noise together to avoid clipping (1.0 if none)
     snr_achieved: float  # dB, measured on the stored (quantised) mix
-
-
-def quantize_pcm16(wav: np.ndarray) -> np.ndarray:
-    """Round to the 16-bit grid (what a PCM_16 FLAC/WAV stores), as float32."""
-    ints = np.clip(np.round(np.asarray(wav, dtype=np.float64) * INT16_SCALE), -32768, 32767)
-    return (ints / INT16_SCALE).astype(np.float32)
 
 
 def fit_pcm16(wav: np.ndarray) -> tuple[np.ndarray, float]:
@@ -50,18 +41,6 @@ def fit_pcm16(wav: np.ndarray) -> tuple[np.ndarray, float]:
     return quantize_pcm16(x * gain), gain
 
 
-def fit_noise(noise: np.ndarray, num_samples: int, offset: int = 0) -> np.ndarray:
-    """The noise stretch laid under an utterance of ``num_samples``: cut at ``offset`` when
-    long enough, otherwise repeated end to end (the authors' code repeats short noise)."""
-    noise = np.asarray(noise, dtype=np.float32)
-    if noise.size == 0:
-        raise MixError("noise segment is empty")
-    if noise.size - offset >= num_samples:
-        return noise[offset : offset + num_samples]
-    reps = -(-num_samples // noise.size)
-    return np.tile(noise, reps)[:num_samples]
-
-
 def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> Mix:
     """Mix ``noise`` (same length as ``speech``) under ``speech`` at ``snr_db``."""
     s = np.asarray(speech, dtype=np.float64)
@@ -73,11 +52,10 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> Mix:
     if p_n < MIN_NOISE_POWER:
         raise MixError("noise segment is silent")
     g = float(np.sqrt(p_s / (p_n * 10.0 ** (snr_db / 10.0))))
-    mix = s + g * n
-    peak = float(np.max(np.abs(mix)))
+    peak = float(np.max(np.abs(s + g * n)))
     # scale speech and noise together: the SNR stays as asked, only the level drops
     gain = FULL_SCALE / peak if peak > FULL_SCALE else 1.0
-    stored = quantize_pcm16(mix * gain)
+    stored = render_mix(s, n, g, gain)  # the one recipe arithmetic (shards.mixing), as every reader renders it
     residual = stored.astype(np.float64) - gain * s
     snr_achieved = 10.0 * np.log10(np.sum((gain * s) ** 2) / max(float(np.sum(residual**2)), 1e-300))
     return Mix(wav=stored, noise_gain=g, gain=gain, snr_achieved=float(snr_achieved))

@@ -7,6 +7,7 @@ how many workers build the shards.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from shards.apportion import largest_remainder
 from shards.errors import InputError
 from shards.vocab import (
     CLEAN_SUBSET, COPYPASTE_ID, COPYPASTE_MIX_SUBSET, COPYPASTE_SUBSET, EMOTIONS, FIXED_SNR_SUBSET, NEUTRAL, SAMPLE_RATE, TRAIN,
-    METRICS, SUPERSET_SPLITS, SUPERSET_SUBSET, UNSEEN_SUBSET, shard_name, snr_subset, snr_tag,
+    AUDIO_LAYOUT, METRICS, NOISE_SUBSET, RECIPE_LAYOUT, SUPERSET_SPLITS, SUPERSET_SUBSET, UNSEEN_SUBSET, shard_name, snr_subset, snr_tag,
 )
 
 
@@ -84,6 +85,10 @@ class ShardTask:
     #: (path, size, mtime_ns) of every input file, set by the build just before it checks
     #: which shards are complete (mixer.build.stamp_inputs); empty in a bare plan
     inputs: tuple[tuple[str, int, int], ...] = ()
+    #: how the mixes are stored (shards.vocab.LAYOUTS); a recipe part renders them from the
+    #: noise its ``stage`` stored. Out of the repr: an audio task's fingerprint stays as it was.
+    layout: str = field(default=AUDIO_LAYOUT, repr=False)
+    stage: str = field(default="", repr=False)
 
     @property
     def num_samples(self) -> int:
@@ -102,8 +107,75 @@ class ShardTask:
         (through ``inputs``) the size and modification time of every file it reads, so an
         input replaced in place gets its shards rebuilt. The dataclass repr lists every
         field, floats in their exact shortest form. Stored in the shard's rows file, never
-        in the tar."""
+        in the tar. A recipe part's adds its layout and stage."""
+        if self.layout == AUDIO_LAYOUT:
+            return self.audio_fingerprint()
+        return hashlib.sha256(f"{self!r}|{self.layout}|{self.stage}".encode()).hexdigest()
+
+    def audio_fingerprint(self) -> str:
+        """The fingerprint of the same task stored as audio (``prep materialize`` records it,
+        so that an audio build of the same inputs finds the materialized shards complete)."""
         return hashlib.sha256(repr(self).encode()).hexdigest()
+
+    def noise_files(self) -> dict[tuple[str, str], tuple[str, int]]:
+        """(noise type, noise id) -> (path, length at 16 kHz) of every noise its mixes use."""
+        return {(m.noise_type, m.noise_id): (m.noise_path, m.noise_samples) for j in self.jobs for m in j.mixes}
+
+
+@dataclass(frozen=True)
+class NoiseShardTask:
+    """A recipe store's noise shard: every noise file in ``files`` (type, id, path) decoded,
+    resampled to 16 kHz and stored as 16-bit WAV, the samples its stage's recipes mix with."""
+
+    name: str
+    stage: str
+    files: tuple[tuple[str, str, str], ...]
+    inputs: tuple[tuple[str, int, int], ...] = ()
+    subset: str = NOISE_SUBSET
+    metrics: tuple[str, ...] = ()
+    layout: str = RECIPE_LAYOUT
+
+    @property
+    def split(self) -> str:
+        return self.stage  # a noise row's split names the stage whose recipes use it
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.files)
+
+    def input_paths(self) -> list[str]:
+        return sorted({path for _, _, path in self.files})
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(repr(self).encode()).hexdigest()
+
+
+#: Noise files per noise shard of a recipe store, and the most 16 kHz samples one holds
+#: (about 64 MiB of 16-bit samples: a MUSAN-sized set makes about 90 shards).
+NOISE_FILES_PER_SHARD = 64
+NOISE_SAMPLES_PER_SHARD = 32 * 2**20
+
+
+def plan_recipe(tasks: list[ShardTask], stage: str) -> list:
+    """A stage's tasks stored as recipes: its noise shards (every noise file its mixes use,
+    sorted by type and id, in shards of at most NOISE_FILES_PER_SHARD files or
+    NOISE_SAMPLES_PER_SHARD samples) first, then its tasks, those with mixes as recipe parts
+    of ``stage``. Clean tasks stay as they are."""
+    used: dict[tuple[str, str], tuple[str, int]] = {}
+    for task in tasks:
+        used.update(task.noise_files())
+    noise_tasks, batch, samples = [], [], 0
+    for (kind, noise_id), (path, length) in sorted(used.items()):
+        if batch and (len(batch) >= NOISE_FILES_PER_SHARD or samples + length > NOISE_SAMPLES_PER_SHARD):
+            noise_tasks.append(NoiseShardTask(shard_name(NOISE_SUBSET, stage, len(noise_tasks)), stage, tuple(batch)))
+            batch, samples = [], 0
+        batch.append((kind, noise_id, path))
+        samples += length
+    if batch:
+        noise_tasks.append(NoiseShardTask(shard_name(NOISE_SUBSET, stage, len(noise_tasks)), stage, tuple(batch)))
+    recipe = [dataclasses.replace(t, layout=RECIPE_LAYOUT, stage=stage) if any(j.mixes for j in t.jobs) else t
+              for t in tasks]
+    return noise_tasks + recipe
 
 
 @dataclass(frozen=True)

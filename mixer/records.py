@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shards.vocab import SAMPLE_RATE
+from shards.vocab import SAMPLE_RATE, safe_id  # noqa: F401  (safe_id: imported by the adapters from here)
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,3 @@ class NoiseFile:
 class Reject:
     file: str
     reason: str
-
-
-def safe_id(text: str) -> str:
-    """Make an id usable as a WebDataset key: webdataset splits a member name at its
-    first '.', and '/' would make a folder."""
-    return "".join(c if (c.isalnum() or c in "-_") else "_" for c in text)

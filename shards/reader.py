@@ -32,10 +32,15 @@ import soundfile as sf
 from shards.atomic import sha256_file
 from shards.errors import InputError, StoreError
 from shards.levelindex import LevelIndex, LevelMembers, find_level_index, open_level_index
-from shards.vocab import MANIFEST, STORE_FORMAT, TABLE, shard_path
+from shards.mixing import mix_recipe
+from shards.vocab import MANIFEST, RECIPE_LAYOUT, STORE_FORMAT, TABLE, noise_key, shard_path
 
 #: Table columns that locate a sample's FLAC payload.
 _LOCATION_COLUMNS = ["key", "shard", "flac_offset", "flac_size"]
+#: Table columns of a mix's recipe (a recipe store's rows have no payload of their own).
+_RECIPE_COLUMNS = ["utt_id", "noise_type", "noise_file", "noise_offset", "noise_gain", "gain"]
+#: Keys of a rows-file row that say where it is stored, not what it is.
+_ROW_LOCATION_KEYS = ("key", "shard", "flac_offset", "flac_size", "json_offset", "json_size")
 
 
 def decode_flac(data: bytes) -> np.ndarray:
@@ -139,11 +144,103 @@ class _OpenShards:
 _OPEN_SHARDS = _OpenShards()
 
 
+@dataclass(frozen=True)
+class NoiseLocation:
+    """Where a stored noise's WAV payload lies: its shard (relative to the store) and the
+    payload's byte offset and size in it."""
+
+    shard: str
+    offset: int
+    size: int
+
+
+#: Memory maps of noise shards in this process, by path: the page cache holds the samples
+#: once for every process of the machine, and a read touches only the stretch it mixes.
+_NOISE_MAPS: dict[str, "np.memmap"] = {}
+#: Noise shards of this process checked against the manifest's sha256: path -> (size, mtime_ns).
+_NOISE_CHECKED: dict[str, tuple[int, int]] = {}
+
+
+def _wav_data_span(head: bytes) -> tuple[int, int]:
+    """(offset, size) of the data chunk of a PCM_16 mono WAV that starts with ``head``."""
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        raise ValueError("not a RIFF/WAVE payload")
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk_id, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        if chunk_id == b"fmt " and (int.from_bytes(head[pos + 10:pos + 12], "little") != 1
+                                    or int.from_bytes(head[pos + 22:pos + 24], "little") != 16):
+            raise ValueError("not mono 16-bit PCM")
+        if chunk_id == b"data":
+            return pos + 8, size
+        pos += 8 + size + (size & 1)
+    raise ValueError("no data chunk")
+
+
+def stored_noise(store: str | Path, location: NoiseLocation) -> np.ndarray:
+    """A stored noise's 16-bit samples (int16), memory-mapped from its shard, not copied."""
+    path = os.path.join(str(store), location.shard)
+    mapped = _NOISE_MAPS.get(path)
+    if mapped is None:
+        try:
+            mapped = np.memmap(path, dtype=np.uint8, mode="r")
+        except (FileNotFoundError, ValueError) as exc:
+            raise StoreError(f"{path}: the noise shard of this recipe store is missing or empty ({exc}); "
+                             f"run 'prep verify {store}'") from None
+        _NOISE_MAPS[path] = mapped
+    payload = mapped[location.offset:location.offset + location.size]
+    if payload.size != location.size:
+        raise StoreError(f"{path}: truncated noise shard; run 'prep verify {store}'")
+    try:
+        start, size = _wav_data_span(bytes(payload[:256]))
+    except ValueError as exc:
+        raise StoreError(f"{path}: noise at offset {location.offset} is unreadable ({exc}); run 'prep verify {store}'") from None
+    return payload[start:start + size].view("<i2")
+
+
+def check_noise_shard(store: str | Path, shard: str, sha256: str) -> None:
+    """Refuse a noise shard that is not the one the store was built with (a recipe store
+    mixes only with the noise its metrics were computed on): its sha256 is checked once per
+    process and file version (size and mtime)."""
+    path = os.path.join(str(store), shard)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: missing (the noise this recipe store mixes with); "
+                         f"run the same build command again to restore it") from None
+    stamp = (info.st_size, info.st_mtime_ns)
+    if _NOISE_CHECKED.get(path) == stamp:
+        return
+    if sha256_file(Path(path)) != sha256:
+        raise StoreError(f"{path}: sha256 differs from the manifest (the noise this recipe store mixes with was "
+                         f"changed or damaged after the build); run the same build command again to restore it")
+    _NOISE_CHECKED[path] = stamp
+    _NOISE_MAPS.pop(path, None)  # map the checked file, not an older one
+
+
+@dataclass(frozen=True)
+class _Recipes:
+    """The recipes of a ClipSource's recipe samples (arrays by position; ``is_recipe`` marks
+    them). Their ``_shard_index``/``_offset``/``_size`` in the source locate the clean FLAC."""
+
+    is_recipe: np.ndarray  # bool
+    noise_shard: np.ndarray  # index into noise_shards
+    noise_at: np.ndarray  # the noise WAV payload's byte offset
+    noise_bytes: np.ndarray  # and size
+    noise_offset: np.ndarray  # the recipe: where the stretch starts, in samples
+    noise_gain: np.ndarray
+    gain: np.ndarray
+    noise_shards: list[str]
+    noise_sha256: list[str]
+
+
 @dataclass
 class ClipSource:
     """Random access to the audio of a fixed list of samples, by position. Picklable and
-    cheap to send to DataLoader workers: it holds the store path and three arrays; shard
-    files are opened lazily through one capped cache per process."""
+    cheap to send to DataLoader workers: it holds the store path and a few arrays; shard
+    files are opened lazily through one capped cache per process. A recipe store's mixes
+    are rendered from their stored clean utterance and noise (shards.mixing.mix_recipe):
+    the same arrays an audio store of the same build returns."""
 
     store_dir: str
     keys: list[str]
@@ -151,11 +248,14 @@ class ClipSource:
     _shard_index: np.ndarray = field(repr=False)
     _offset: np.ndarray = field(repr=False)
     _size: np.ndarray = field(repr=False)
+    _recipes: _Recipes | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def read_bytes(self, i: int) -> bytes:
+        """The stored bytes sample ``i`` is read from: its FLAC, or for a recipe the clean
+        utterance's FLAC it is mixed from."""
         size = int(self._size[i])
         path = os.path.join(self.store_dir, self._shards[int(self._shard_index[i])])
         data = os.pread(_OPEN_SHARDS.fd(path), size, int(self._offset[i]))
@@ -165,19 +265,30 @@ class ClipSource:
         return data
 
     def audio(self, i: int) -> np.ndarray:
-        return decode_flac(self.read_bytes(i))
+        wav = decode_flac(self.read_bytes(i))
+        r = self._recipes
+        if r is None or not r.is_recipe[i]:
+            return wav
+        shard = int(r.noise_shard[i])
+        check_noise_shard(self.store_dir, r.noise_shards[shard], r.noise_sha256[shard])
+        noise = stored_noise(self.store_dir, NoiseLocation(r.noise_shards[shard], int(r.noise_at[i]), int(r.noise_bytes[i])))
+        return mix_recipe(wav, noise, int(r.noise_offset[i]), float(r.noise_gain[i]), float(r.gain[i]))
 
 
+def _column(table: pa.Table, name: str, dtype) -> np.ndarray:
+    return table[name].to_numpy(zero_copy_only=False).astype(dtype)
 
-def _clip_source(store_dir: Path, table: pa.Table) -> ClipSource:
+
+def _clip_source(store_dir: Path, table: pa.Table, recipes: _Recipes | None = None) -> ClipSource:
     shard_codes = pc.dictionary_encode(table["shard"].combine_chunks())
     return ClipSource(
         store_dir=str(store_dir),
         keys=table["key"].to_pylist(),
         _shards=shard_codes.dictionary.to_pylist(),
         _shard_index=shard_codes.indices.to_numpy(zero_copy_only=False).astype(np.int32),
-        _offset=table["flac_offset"].to_numpy(zero_copy_only=False).astype(np.int64),
-        _size=table["flac_size"].to_numpy(zero_copy_only=False).astype(np.int64),
+        _offset=_column(table, "flac_offset", np.int64),
+        _size=_column(table, "flac_size", np.int64),
+        _recipes=recipes,
     )
 
 
@@ -188,6 +299,15 @@ class Store:
         self.path = Path(path)
         self.manifest = manifest
         self._locations: pa.Table | None = None
+        entries = manifest.get("shards", [])
+        #: recipe parts (rows file path -> the stage whose noise they mix with)
+        self._recipe_stage = {e["path"]: e["stage"] for e in entries if e.get("layout") == RECIPE_LAYOUT}
+        self._sha256 = {e["path"]: e.get("sha256", "") for e in entries if "path" in e}
+
+    @property
+    def layout(self) -> str:
+        """"recipe" when some mixes are stored as recipes (rendered on read), else "audio"."""
+        return RECIPE_LAYOUT if self._recipe_stage else "audio"
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}, samples={self.manifest.get('samples')})"
@@ -215,18 +335,74 @@ class Store:
     # -- samples by key -------------------------------------------------------------
     def _located(self, keys: Sequence[str]) -> pa.Table:
         if self._locations is None:
-            self._locations = self.table(_LOCATION_COLUMNS)
+            self._locations = self.table(_LOCATION_COLUMNS + (_RECIPE_COLUMNS if self._recipe_stage else []))
         where = pc.index_in(pa.array(list(keys), type=pa.string()), value_set=self._locations["key"])
         if where.null_count:
             missing = [k for k, w in zip(keys, where.to_pylist()) if w is None][:3]
             raise InputError(f"{self.path}: no sample with key {', '.join(missing)}")
         return self._locations.take(where)
 
+    def _recipes(self, rows: pa.Table) -> tuple[pa.Table, _Recipes | None]:
+        """For rows of recipe parts: the clean FLAC's location in place of their own (none),
+        and their recipes; other rows as they are."""
+        if not self._recipe_stage or not rows.num_rows:
+            return rows, None
+        shards = rows["shard"].to_pylist()
+        is_recipe = np.array([s in self._recipe_stage for s in shards], dtype=bool)
+        if not is_recipe.any():
+            return rows, None
+        picked = np.flatnonzero(is_recipe)
+        part = rows.take(pa.array(picked))
+        keys, utt_ids = part["key"].to_pylist(), part["utt_id"].to_pylist()
+        noise_keys = [noise_key(self._recipe_stage[s], t, f) for s, t, f in
+                      zip(part["shard"].to_pylist(), part["noise_type"].to_pylist(), part["noise_file"].to_pylist())]
+        clean = self._resolved(utt_ids, keys, "clean utterance")
+        noise = self._resolved(noise_keys, keys, "noise")
+        # the rows' locations become the clean FLAC's: a recipe is read from its clean utterance
+        merged = {name: rows[name].to_numpy(zero_copy_only=False).copy() for name in ("flac_offset", "flac_size")}
+        shard_col = np.array(shards, dtype=object)
+        shard_col[picked] = clean["shard"].to_pylist()
+        merged["flac_offset"][picked] = _column(clean, "flac_offset", np.int64)
+        merged["flac_size"][picked] = _column(clean, "flac_size", np.int64)
+        located = pa.table({"key": rows["key"], "shard": pa.array(shard_col.tolist(), type=pa.string()),
+                            "flac_offset": merged["flac_offset"], "flac_size": merged["flac_size"]})
+        n = rows.num_rows
+        noise_codes = pc.dictionary_encode(noise["shard"].combine_chunks())
+        noise_shards = noise_codes.dictionary.to_pylist()
+
+        def spread(values, dtype, fill=0):
+            out = np.full(n, fill, dtype=dtype)
+            out[picked] = values
+            return out
+
+        recipes = _Recipes(
+            is_recipe=is_recipe,
+            noise_shard=spread(noise_codes.indices.to_numpy(zero_copy_only=False), np.int32),
+            noise_at=spread(_column(noise, "flac_offset", np.int64), np.int64),
+            noise_bytes=spread(_column(noise, "flac_size", np.int64), np.int64),
+            noise_offset=spread(_column(part, "noise_offset", np.int64), np.int64),
+            noise_gain=spread(_column(part, "noise_gain", np.float64), np.float64),
+            gain=spread(_column(part, "gain", np.float64), np.float64),
+            noise_shards=noise_shards,
+            noise_sha256=[self._sha256.get(s, "") for s in noise_shards],
+        )
+        for shard, digest in zip(recipes.noise_shards, recipes.noise_sha256):
+            check_noise_shard(self.path, shard, digest)  # here, once, before any worker reads
+        return located, recipes
+
+    def _resolved(self, wanted: list[str], of: list[str], what: str) -> pa.Table:
+        where = pc.index_in(pa.array(wanted, type=pa.string()), value_set=self._locations["key"])
+        if where.null_count:
+            i = where.to_pylist().index(None)
+            raise _refuse(self.path, f"the recipe of {of[i]} needs its {what} {wanted[i]}, which the store does not hold")
+        return self._locations.take(where)
+
     def clips(self, samples: Sequence[str] | LevelMembers) -> ClipSource:
-        """Random access to the audio of ``samples`` (keys, or the members of a level)."""
-        if isinstance(samples, LevelMembers):
-            return _clip_source(self.path, samples._table)
-        return _clip_source(self.path, self._located(samples))
+        """Random access to the audio of ``samples`` (keys, or the members of a level). The
+        store resolves each key to its stored bytes or its recipe."""
+        keys = samples.key if isinstance(samples, LevelMembers) else samples
+        located, recipes = self._recipes(self._located(keys))
+        return _clip_source(self.path, located, recipes)
 
     def read_audio(self, keys: Sequence[str]) -> list[np.ndarray]:
         """The audio of many samples, in the order asked; read shard by shard in offset order."""
@@ -240,11 +416,19 @@ class Store:
     def read_fields(self, keys: Sequence[str]) -> list[dict]:
         """The JSON fields of many samples (the same values as their table rows)."""
         if self._locations is None or "json_offset" not in self._locations.column_names:
-            self._locations = self.table(_LOCATION_COLUMNS + ["json_offset", "json_size"])
+            self._locations = self.table(_LOCATION_COLUMNS + ["json_offset", "json_size"]
+                                         + (_RECIPE_COLUMNS if self._recipe_stage else []))
         rows = self._located(keys)
         out = []
-        for shard, offset, size in zip(rows["shard"].to_pylist(), rows["json_offset"].to_pylist(), rows["json_size"].to_pylist()):
-            out.append(json.loads(self.read_member(shard, offset, size)))
+        parts: dict[str, dict] = {}
+        for key, shard, offset, size in zip(rows["key"].to_pylist(), rows["shard"].to_pylist(),
+                                            rows["json_offset"].to_pylist(), rows["json_size"].to_pylist()):
+            if shard in self._recipe_stage:  # a recipe's fields are in its part's rows file
+                if shard not in parts:
+                    parts[shard] = {r["key"]: r for r in json.loads((self.path / shard).read_text())["rows"]}
+                out.append({k: v for k, v in parts[shard][key].items() if k not in _ROW_LOCATION_KEYS})
+            else:
+                out.append(json.loads(self.read_member(shard, offset, size)))
         return out
 
     def sample(self, key: str) -> tuple[np.ndarray, dict]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import fcntl
 import json
 import os
@@ -29,12 +30,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shards.atomic import TEMPORARY_GLOB, atomic_output, sha256_file, temporary_target, write_json_atomic
+from shards.atomic import TEMPORARY_GLOB, atomic_output, json_clean, sha256_file, temporary_target, write_json_atomic
 from shards.errors import InputError
 from shards.metrics import metric_specs
 from shards.vocab import (
-    CLEAN_SUBSET, LEVELS_DIR, LOCK, MANIFEST, PLANS_DIR, REJECTS, ROWS_SUFFIX, SHARD_SUFFIX, SHARDS_DIR,
-    STORE_FORMAT, TABLE, shard_path, shard_relpath,
+    CLEAN_SUBSET, LEVELS_DIR, LOCK, MANIFEST, PLANS_DIR, RECIPE_LAYOUT, REJECTS, ROWS_SUFFIX, SHARD_SUFFIX,
+    SHARDS_DIR, STORE_FORMAT, TABLE, rows_relpath, shard_path, shard_relpath,
 )
 
 #: Columns of metadata.parquet before the metrics' columns, in order.
@@ -83,14 +84,38 @@ def read_rows(store: Path, name: str) -> dict | None:
     return rows if isinstance(rows, dict) else None
 
 
+def rows_sha256(rows: list[dict]) -> str:
+    """A digest of a recipe part's rows as JSON (keys sorted, NaN as null)."""
+    text = json.dumps(json_clean(rows), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def recipe_rows_document(task, rows: list[dict], rejects: list[dict]) -> dict:
+    """The rows file of a recipe part (no tar): its rows and rejects, the fingerprint of its
+    task, the audio fingerprint an audio build of it has (``prep materialize`` writes that
+    one) and a digest of its rows, checked before the part counts as complete."""
+    return {"name": task.name, "subset": task.subset, "split": task.split, "layout": RECIPE_LAYOUT,
+            "stage": task.stage, "fingerprint": task.fingerprint(), "audio_fingerprint": task.audio_fingerprint(),
+            "samples": len(rows), "metrics": list(task.metrics), "rows": rows, "rejects": rejects,
+            "rows_sha256": rows_sha256(rows)}
+
+
+def is_recipe_part(part: dict | None) -> bool:
+    return isinstance(part, dict) and part.get("layout") == RECIPE_LAYOUT
+
+
 def shard_is_complete(store: Path, name: str, fingerprint: str) -> bool:
     """Complete = the tar was renamed into place, its rows were written for this very plan
     (inputs included), and the tar is still the file those rows describe: same size (a
-    stat) and same sha256 (one read of the shard). A shard damaged in place is rebuilt."""
+    stat) and same sha256 (one read of the shard). A shard damaged in place is rebuilt.
+    A recipe part (no tar) is complete when its rows were written for this plan and still
+    match their digest."""
     path = shard_path(store, name)
     rows = read_rows(store, name)
     if rows is None or rows.get("fingerprint") != fingerprint:
         return False
+    if is_recipe_part(rows):
+        return isinstance(rows.get("rows"), list) and rows_sha256(rows["rows"]) == rows.get("rows_sha256")
     try:
         if path.stat().st_size != rows.get("bytes"):
             return False
@@ -275,13 +300,15 @@ def finalize_store(store: Path, versions: dict[str, str]) -> dict:
     plans = read_plans(store)
     remove_unplanned_shards(store, {name for plan in plans.values() for name in plan["shards"]})
     tables, rejects, shards = [], [], []
+    layouts: set[str] = set()
     stage_totals = {}
     for stage, plan in plans.items():
         stage_rejects = [(r["file"], r["reason"]) for r in plan.get("prepare_rejects", [])]
         totals = {"samples": 0, "pesq_failures": 0, "shards_built": 0, "shards_planned": len(plan["shards"])}
         for name in plan["shards"]:
             part = read_rows(store, name)
-            if part is None or not shard_path(store, name).is_file():
+            recipe = is_recipe_part(part)
+            if part is None or not (recipe or shard_path(store, name).is_file()):
                 continue  # not built yet (an interrupted stage): verify reports it
             table = rows_to_table(part["rows"])
             tables.append(table)
@@ -291,9 +318,14 @@ def finalize_store(store: Path, versions: dict[str, str]) -> dict:
                 failed = pc.and_(pc.is_nan(table["pesq"]), pc.not_equal(table["subset"], CLEAN_SUBSET))
                 totals["pesq_failures"] += int(pc.sum(failed).as_py() or 0)
             totals["shards_built"] += 1
-            shards.append({"name": name, "path": shard_relpath(name), "stage": stage, "subset": part["subset"],
-                           "split": part["split"], "samples": part["samples"], "sha256": part["sha256"],
-                           "bytes": part["bytes"]})
+            entry = {"name": name, "path": shard_relpath(name), "stage": stage, "subset": part["subset"],
+                     "split": part["split"], "samples": part["samples"], "sha256": part.get("sha256"),
+                     "bytes": part.get("bytes")}
+            if recipe:  # the part is its rows file
+                layouts.add(RECIPE_LAYOUT)
+                entry.update(path=rows_relpath(name), sha256=sha256_file(rows_path(store, name)),
+                             bytes=rows_path(store, name).stat().st_size, layout=RECIPE_LAYOUT)
+            shards.append(entry)
         totals["rejects"] = len(set(stage_rejects))
         stage_totals[stage] = totals
         rejects += stage_rejects
@@ -314,5 +346,7 @@ def finalize_store(store: Path, versions: dict[str, str]) -> dict:
         "samples_by_subset": {s: subsets.count(s) for s in sorted(set(subsets))},
         "shards": sorted(shards, key=lambda s: s["name"]),
     }
+    if layouts:  # a store with recipe parts says so; an audio store's manifest is as it always was
+        manifest["layout"] = RECIPE_LAYOUT
     write_json_atomic(store / MANIFEST, manifest)
     return manifest

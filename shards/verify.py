@@ -22,7 +22,8 @@ from shards.cli import fail
 from shards.errors import InputError
 from shards.reader import ManifestError, load_manifest
 from shards.vocab import (
-    MANIFEST, PLANS_DIR, REJECTS, ROWS_SUFFIX, SHARD_SUFFIX, SHARDS_DIR, TABLE, shard_relpath,
+    MANIFEST, NOISE_EXT, NOISE_SUBSET, PLANS_DIR, RECIPE_LAYOUT, REJECTS, ROWS_SUFFIX, SHARD_SUFFIX, SHARDS_DIR, TABLE,
+    noise_key, shard_relpath,
 )
 
 _REBUILD = "run the same build command again to rewrite it"
@@ -58,7 +59,8 @@ def _check_file(store: Path, entry, name: str, what: str) -> str | None:
 
 def _read_table(store: Path) -> tuple[dict | None, str | None]:
     try:
-        table = st.read_table(store, ["key", "shard", "flac_offset", "flac_size", "json_offset", "json_size"])
+        table = st.read_table(store, ["key", "shard", "flac_offset", "flac_size", "json_offset", "json_size",
+                                      "subset", "utt_id", "noise_type", "noise_file"])
     except InputError:
         return None, f"{TABLE}: missing; {_REBUILD}"
     except (OSError, pa.ArrowException) as exc:
@@ -163,6 +165,7 @@ def _check_shards(store: Path, recorded: dict, table: dict | None, rows_by_shard
     from tqdm import tqdm
 
     problems: list[str] = []
+    keys = set(table["key"]) if table is not None else set()
     bar = tqdm(total=sum(e["bytes"] for e in recorded.values()), unit="B", unit_scale=True,
                desc=f"verify {store.name}", disable=not progress)
     for _, entry in sorted(recorded.items()):
@@ -175,6 +178,10 @@ def _check_shards(store: Path, recorded: dict, table: dict | None, rows_by_shard
         if sha256_file(path) != entry["sha256"]:
             problems.append(f"{entry['path']}: sha256 differs from the manifest (file changed or damaged; "
                             f"run the same build command again to rebuild it)")
+            continue
+        if entry.get("layout") == RECIPE_LAYOUT:
+            if table is not None:
+                problems += _check_recipes(entry, rows, table, keys)
             continue
         try:
             index = tar_index(path)
@@ -194,14 +201,33 @@ def _check_rows(entry: dict, rows: list[int], table: dict, index: dict[str, tupl
     problems = []
     if len(rows) != entry["samples"]:
         problems.append(f"{entry['path']}: {len(rows)} table rows, manifest says {entry['samples']} samples")
+    audio_ext = NOISE_EXT if entry.get("subset") == NOISE_SUBSET else "flac"
     for i in rows:
         key = table["key"][i]
-        for ext in ("flac", "json"):
+        for ext in (audio_ext, "json"):
             where = index.get(f"{key}.{ext}")
             if where is None:
                 problems.append(f"{entry['path']}: no {key}.{ext} for its table row")
-            elif where != (table[f"{ext}_offset"][i], table[f"{ext}_size"][i]):
+            elif where != (table[f"{'flac' if ext == audio_ext else ext}_offset"][i],
+                           table[f"{'flac' if ext == audio_ext else ext}_size"][i]):
                 problems.append(f"{entry['path']}: {key}.{ext} is not at the offset/size the table records")
+    return problems
+
+
+def _check_recipes(entry: dict, rows: list[int], table: dict, keys: set[str]) -> list[str]:
+    """One recipe part's table rows: the count, and that every recipe's clean utterance and
+    noise are in the store (the noise of the part's stage)."""
+    problems = []
+    if len(rows) != entry["samples"]:
+        problems.append(f"{entry['path']}: {len(rows)} table rows, manifest says {entry['samples']} samples")
+    for i in rows:
+        key, utt_id = table["key"][i], table["utt_id"][i]
+        if utt_id not in keys:
+            problems.append(f"{entry['path']}: the recipe of {key} needs clean utterance {utt_id}, which the store does not hold")
+        noise = noise_key(entry["stage"], table["noise_type"][i], table["noise_file"][i])
+        if noise not in keys:
+            problems.append(f"{entry['path']}: the recipe of {key} needs noise {table['noise_file'][i]} ({noise}), "
+                            f"which the store does not hold")
     return problems
 
 
@@ -214,6 +240,11 @@ def verify(store: Path = typer.Argument(..., help="A store folder, OUT/<corpus>.
         problems, counts = verify_store(store, progress=not quiet)
     except InputError as exc:
         fail(str(exc))
+    report(store, problems, counts)
+
+
+def report(store: Path, problems: list[str], counts: dict) -> None:
+    """Print ``prep verify``'s lines (one per problem, then the status); exit 1 on problems."""
     for p in problems:
         typer.echo(f"FAIL {p}")
     status = "FAILED" if problems else "OK"

@@ -36,6 +36,16 @@ COPYPASTE_MIX_SUBSET = "copypaste_mix"  # CopyPaste: the N originals and 0.8N co
 #: utt_id (and clean key) of CopyPaste composite ``i``: cp_000123
 COPYPASTE_ID = "cp_{:06d}"
 SUPERSET_SPLITS: tuple[str, ...] = (TRAIN, VALIDATION)
+#: A recipe store's noise: every noise file its recipe mixes use, as mixed (16 kHz, 16-bit
+#: WAV), once per stage; its rows' split is the stage's name.
+NOISE_SUBSET = "noise"
+
+#: How a stage stores its mixes (``prep ... --mixes``): each mix's audio in shards, or each
+#: mix as a table row (its recipe) rendered on read from the stored clean and noise.
+AUDIO_LAYOUT, RECIPE_LAYOUT = "audio", "recipe"
+LAYOUTS: tuple[str, ...] = (AUDIO_LAYOUT, RECIPE_LAYOUT)
+#: Payload of a stored noise: a PCM_16 WAV member (memory-mapped by readers).
+NOISE_EXT = "wav"
 
 # Files and folders of a store OUT/<corpus>/
 MANIFEST = "manifest.json"
@@ -71,6 +81,24 @@ def shard_relpath(name: str) -> str:
 
 def shard_path(store: Path, name: str) -> Path:
     return Path(store) / SHARDS_DIR / f"{name}{SHARD_SUFFIX}"
+
+
+def safe_id(text: str) -> str:
+    """Make an id usable as a WebDataset key: webdataset splits a member name at its
+    first '.', and '/' would make a folder."""
+    return "".join(c if (c.isalnum() or c in "-_") else "_" for c in text)
+
+
+def noise_key(stage: str, noise_type: str, noise_file: str) -> str:
+    """Key of a stored noise in a recipe store: the stage that stored it, the noise kind and
+    the noise corpus's id (``__noise__superset__music__music-fma-0001``). Characters a
+    WebDataset key cannot hold ('.', '/') become '_'."""
+    return f"__noise__{stage}__{noise_type}__{safe_id(noise_file)}"
+
+
+def rows_relpath(name: str) -> str:
+    """A recipe part's path relative to the store: its rows file (it has no tar)."""
+    return f"{SHARDS_DIR}/{name}{ROWS_SUFFIX}"
 
 
 def levels_stem(metric: str, quant: str, n_levels: int) -> str:

@@ -23,6 +23,14 @@ def encode_flac(wav: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     return buf.getvalue()
 
 
+def encode_wav_pcm16(pcm: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """int16 samples as a PCM_16 WAV file (a recipe store's noise: readers memory-map its
+    samples in place, see shards.reader.stored_noise)."""
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(pcm, dtype=np.int16), sample_rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
 def encode_json(fields: dict) -> bytes:
     return json.dumps(json_clean(fields), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 

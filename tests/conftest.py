@@ -47,3 +47,29 @@ def demo_store(tmp_path_factory) -> Path:
         result = runner.invoke(app, args)
         assert result.exit_code == 0, f"prep {' '.join(args)}: {result.output}"
     return root / "demo"
+
+
+@pytest.fixture(scope="session")
+def demo_recipe_store(demo_store: Path) -> Path:
+    """The demo store's superset and Fixed-SNR mixes built again from the same corpus and
+    seed with ``--mixes recipe`` (its test sets as audio: the demo's unseen noise is 44.1 kHz,
+    see README "Recipe stores"), and the same STOI levels."""
+    from typer.testing import CliRunner
+
+    from mixer.cli import app
+
+    corpus, root = demo_store.parent / "corpus", demo_store.parent / "recipe"
+    runner = CliRunner()
+    steps = [
+        ["superset", "--corpus", "demo", "--root", str(corpus), "--out", str(root), "--bins", "5",
+         "--metrics", "stoi", "--jobs", "2", "--quiet", "--mixes", "recipe"],
+        ["testsets", "--corpus", "demo", "--root", str(corpus), "--out", str(root), "--metrics", "stoi",
+         "--jobs", "2", "--quiet"],
+        ["fixed-snr", "--corpus", "demo", "--root", str(corpus), "--out", str(root), "--jobs", "2", "--quiet",
+         "--mixes", "recipe"],
+        ["score", str(root / "demo"), "--metric", "stoi", "--quant", "all", "--min-per-level", "1"],
+    ]
+    for args in steps:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, f"prep {' '.join(args)}: {result.output}"
+    return root / "demo"
