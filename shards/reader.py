@@ -167,6 +167,10 @@ class ClipSource:
     def audio(self, i: int) -> np.ndarray:
         return decode_flac(self.read_bytes(i))
 
+    def shard_names(self) -> list[str]:
+        """The shards (relative paths, as the manifest names them) holding these samples."""
+        return sorted({self._shards[int(j)] for j in np.unique(self._shard_index)})
+
 
 
 def _clip_source(store_dir: Path, table: pa.Table) -> ClipSource:
