@@ -187,11 +187,11 @@ def test_a_registered_front_end_appears_in_the_cli_and_trains(toy_registered, de
         assert "toy" in help_text and "a toy of this test (2 dims, 100 frames/s)" in " ".join(help_text.split())
     out = tmp_path / "toy"
     result = runner.invoke(toy_registered, run_args(demo_store, out, "--strategy", "none", "--features", "toy",
-                                                    "--max-epochs", "2"))
+                                                    "--max-epochs", "1"))
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert config["features"] == "toy" and config["front_end"] == {"name": "toy"}
-    assert len(records(out)) == 2
+    assert len(records(out)) == 1
     from trainer.runmodel import load_run_model
 
     loaded = load_run_model(out, torch.device("cpu"))  # the loader eval and bench use
@@ -209,7 +209,7 @@ def test_hf_run_trains_the_layer_weights_keeps_the_encoder_frozen_and_refuses_an
     encoder = encoders["wav2vec2"]
     out = tmp_path / "hf"
     config = TrainConfig(data=str(demo_store), out=str(out), strategy="metricaug", features="hf", encoder=str(encoder),
-                         max_epochs=2, batch_size=16, lr=0.01, val_per_level=4, workers=0, seed=1)
+                         max_epochs=1, batch_size=16, lr=0.01, val_per_level=4, workers=0, seed=1)
     tr = Trainer(config, log=lambda line: None, progress=False)
     before = {k: v.clone() for k, v in tr.front_end.model.state_dict().items()}
     tr.run()
@@ -221,18 +221,18 @@ def test_hf_run_trains_the_layer_weights_keeps_the_encoder_frozen_and_refuses_an
     assert saved["front_end"]["name"] == "hf" and saved["encoder"] == str(encoder)
     weights = torch.load(out / "last.pt", weights_only=True)["model"]["layer_weights"]
     assert weights.shape == (3,) and weights.abs().max() > 1e-4  # started at 0 (uniform): trained
-    assert len(records(out)) == 2
+    assert len(records(out)) == 1
 
     # trainer run on the same run folder with another encoder: refused, one line
     other = runner.invoke(trainer.cli.app, run_args(demo_store, out, "--features", "hf", "--encoder",
-                                                    str(encoders["wav2vec2-other"]), "--max-epochs", "3",
+                                                    str(encoders["wav2vec2-other"]), "--max-epochs", "2",
                                                     "--lr", "0.01", "--resume"))
     assert other.exit_code == 2 and "the front end" in other.output, other.output
     # the same encoder resumes; one chosen layer makes a model without layer weights
     same = runner.invoke(trainer.cli.app, run_args(demo_store, out, "--features", "hf", "--encoder", str(encoder),
-                                                   "--max-epochs", "3", "--lr", "0.01", "--resume"))
+                                                   "--max-epochs", "2", "--lr", "0.01", "--resume"))
     assert same.exit_code == 0, same.output
-    assert len(records(out)) == 3
+    assert len(records(out)) == 2
     one = runner.invoke(trainer.cli.app, run_args(demo_store, tmp_path / "layer1", "--features", "hf", "--encoder",
                                                   str(encoders["wavlm"]), "--layer", "1", "--max-epochs", "1",
                                                   "--strategy", "none"))
@@ -245,7 +245,7 @@ def test_hf_run_trains_the_layer_weights_keeps_the_encoder_frozen_and_refuses_an
 def test_disk_cache_is_reused_across_runs_and_not_for_a_changed_store(encoders, demo_store, tmp_path):
     cache = tmp_path / "cache"
     args = ("--strategy", "none", "--features", "hf", "--encoder", str(encoders["wavlm"]), "--layer", "2",
-            "--max-epochs", "2", "--feature-cache", str(cache))
+            "--max-epochs", "1", "--feature-cache", str(cache))
     first = runner.invoke(trainer.cli.app, run_args(demo_store, tmp_path / "a", *args))
     assert first.exit_code == 0, first.output
     assert "clean train computed" in first.output and "read from" not in first.output
