@@ -13,7 +13,7 @@ memory (CUDA), and the front end's own throughput in audio seconds/s on a batch 
 of 4 s. From them it projects one MSP-Podcast MetricAug epoch (2N = 57,204 training samples,
 4,772 x 31 validation samples; mean utterance length ``--msp-mean-seconds``, an assumption)
 and a run of ``--msp-epochs`` epochs, against the paper's 12-24 h.
-``--dry``: the CPU, 1 epoch, a tiny store and encoder, workers 0: proves the script works end
+``--dry``: the CPU, 1 epoch, a tiny store and encoder, 4 validation mixes per level, workers 0: proves the script works end
 to end (the test suite runs it) and measures nothing worth keeping.
 """
 from __future__ import annotations
@@ -79,7 +79,8 @@ def front_end_rate(front_end, device, batch: int = 8, seconds: float = 4.0, repe
     return batch * seconds * repeats / (time.perf_counter() - start)
 
 
-def check(store: Path, features: str, options: dict, workers: int, epochs: int, device: str, out: Path) -> dict:
+def check(store: Path, features: str, options: dict, workers: int, epochs: int, device: str, out: Path,
+          dry: bool = False) -> dict:
     import torch
 
     from trainer.train import TrainConfig, Trainer
@@ -116,7 +117,8 @@ def check(store: Path, features: str, options: dict, workers: int, epochs: int, 
     if torch.cuda.is_available() and device != "cpu":
         torch.cuda.reset_peak_memory_stats()
     config = TrainConfig(data=str(store), out=str(out), strategy="metricaug", features=features, max_epochs=epochs,
-                         patience=epochs, workers=workers, device=device, seed=0, **options)
+                         patience=epochs, workers=workers, device=device, seed=0,
+                         val_per_level=4 if dry else 0, **options)
     started = time.perf_counter()
     trainer = Timed(config, log=lambda line: None, progress=False)
     trainer.run()
@@ -131,7 +133,7 @@ def check(store: Path, features: str, options: dict, workers: int, epochs: int, 
                           "validation_samples_per_s": val["samples"] / val["seconds"],
                           "validation_audio_s_per_s": val["audio_seconds"] / val["seconds"]})
     result = {"front_end": features, "workers": workers, "run_seconds": total, "epochs": per_epoch,
-              "front_end_audio_s_per_s": front_end_rate(trainer.front_end, trainer.device),
+              "front_end_audio_s_per_s": front_end_rate(trainer.front_end, trainer.device, *((2, 1.0, 1) if dry else ())),
               "parameters": json.loads((out / "config.json").read_text())["parameters"]}
     if trainer.device.type == "cuda":
         result["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated()
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         for w in workers:
             print(f"{name}, workers {w}: {epochs} epoch(s) of MetricAug on {device}", flush=True)
-            result = check(store, name, options[name], w, epochs, device, work / "runs" / f"{name}-w{w}")
+            result = check(store, name, options[name], w, epochs, device, work / "runs" / f"{name}-w{w}", args.dry)
             result["msp_podcast_projection"] = project(result, args.msp_mean_seconds, args.msp_epochs)
             doc["results"].append(result)
             last = result["epochs"][-1]
