@@ -274,6 +274,10 @@ class ClipSource:
         noise = stored_noise(self.store_dir, NoiseLocation(r.noise_shards[shard], int(r.noise_at[i]), int(r.noise_bytes[i])))
         return mix_recipe(wav, noise, int(r.noise_offset[i]), float(r.noise_gain[i]), float(r.gain[i]))
 
+    def shard_names(self) -> list[str]:
+        """The shards (relative paths, as the manifest names them) holding these samples."""
+        return sorted({self._shards[int(j)] for j in np.unique(self._shard_index)})
+
 
 def _column(table: pa.Table, name: str, dtype) -> np.ndarray:
     return table[name].to_numpy(zero_copy_only=False).astype(dtype)

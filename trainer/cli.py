@@ -20,6 +20,7 @@ import typer
 from shards.audio import read_audio_file
 from shards.cli import fail
 from shards.metrics import metric_names
+from trainer.frontends import FRONT_ENDS, features_help, option_help
 from trainer.protocol import GAP_SCORES, SELECTION_RULES
 from trainer.strategies import STRATEGIES
 from trainer.threads import DEFAULT_CACHE_MB, default_workers
@@ -39,11 +40,12 @@ def _main() -> None:
     # A callback keeps `features` a named sub-command even while it is the only one.
 
 
-# choices derived from the registries (trainer.strategies)
+# choices derived from the registries (trainer.strategies, trainer.frontends)
 StrategyName = Enum("StrategyName", {name: name for name in STRATEGIES}, type=str)
 SelectName = Enum("SelectName", {name: name for name in SELECTION_RULES}, type=str)
 GapScoreName = Enum("GapScoreName", {name: name for name in GAP_SCORES}, type=str)
 STRATEGY_HELP = "; ".join(f"{s.name}: {s.help}" for s in STRATEGIES.values())
+FrontEndName = Enum("FrontEndName", {name: name for name in FRONT_ENDS}, type=str)
 
 
 class QuantName(str, Enum):
@@ -51,21 +53,19 @@ class QuantName(str, Enum):
     uniform = "uniform"
 
 
-class FrontEndName(str, Enum):
-    logmel = "logmel"
-    vqwav2vec = "vqwav2vec"
-
-
 @app.command("features")
 def features_command(
     files: List[Path] = typer.Argument(..., help="Audio files soundfile reads (wav, flac, ogg, ...); resampled to 16 kHz mono.", show_default=False),
-    features: FrontEndName = typer.Option(FrontEndName.logmel, "--features", help="Front end: logmel (80 log mel bands, no download) or vqwav2vec (needs --checkpoint)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="fairseq wav2vec / vq-wav2vec checkpoint (vq-wav2vec_kmeans.pt) for --features vqwav2vec."),
+    features: FrontEndName = typer.Option("logmel", "--features", help=f"Front end: {features_help()}."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=option_help("checkpoint")),
+    encoder: Optional[Path] = typer.Option(None, "--encoder", help=option_help("encoder")),
+    layer: Optional[int] = typer.Option(None, "--layer", min=0, help=option_help("layer")),
     out: Path = typer.Option(Path("features"), "--out", help="Directory for one <name>.npy of shape (frames, dims) per input file."),
     device: str = typer.Option("cpu", "--device", help="torch device: cpu, cuda, cuda:1, ..."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Files per forward pass (padded to the longest of them)."),
 ) -> None:
-    """Compute features for FILES and write OUT/<name>.npy, shape (frames, dims), float32."""
+    """Compute features for FILES and write OUT/<name>.npy, shape (frames, dims), float32 (for
+    --features hf without --layer: every hidden state side by side, layers x hidden size)."""
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -80,7 +80,8 @@ def features_command(
             fail(f"{path}: same output name {path.stem}.npy as {stems[path.stem]}; rename one of them")
         stems[path.stem] = path
     try:
-        front_end = build_front_end(features.value, checkpoint=str(checkpoint) if checkpoint else None, device=device)
+        front_end = build_front_end(features.value, checkpoint=str(checkpoint) if checkpoint else None, device=device,
+                                    encoder=str(encoder) if encoder else None, layer=layer)
     except FeatureError as exc:
         fail(str(exc))
     try:
@@ -143,8 +144,11 @@ def run_command(
     hidden: int = typer.Option(16, "--hidden", help="Hidden size H of the GRU-TFM model (even, 8-128)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: RUNS/<corpus>-<strategy or metric-quant>-h<H>-s<seed>)."),
     runs: Path = typer.Option(Path("runs"), "--runs", help="Folder of the default-named run folder (when --out is not given)."),
-    features: FrontEndName = typer.Option(FrontEndName.logmel, "--features", help="Front end computed on the training device: logmel or vqwav2vec."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="vq-wav2vec checkpoint for --features vqwav2vec."),
+    features: FrontEndName = typer.Option("logmel", "--features", help=f"Front end, computed on the training device: {features_help()}."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=option_help("checkpoint")),
+    encoder: Optional[Path] = typer.Option(None, "--encoder", help=option_help("encoder")),
+    layer: Optional[int] = typer.Option(None, "--layer", min=0, help=option_help("layer")),
+    feature_cache: Optional[Path] = typer.Option(None, "--feature-cache", help="Folder of an on-disk cache of the front end's features of the fixed inputs (clean train and validation utterances, validation mixes), keyed by the front end's identity and the store's, shared by every run that names it (for the expensive front ends: " + ", ".join(n for n, s in FRONT_ENDS.items() if s.disk_cacheable) + "). Default: none."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Utterances per step."),
     lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
     max_epochs: int = typer.Option(100, "--max-epochs", min=1, help="Most epochs to train."),
@@ -175,7 +179,9 @@ def run_command(
     out = out or runs / f"{data.name}-{what}-h{hidden}-s{seed}"
     config = TrainConfig(
         data=str(data), out=str(out), strategy=strategy.value, metric=metric, quant=quant.value, levels=levels, hidden=hidden,
-        features=features.value, checkpoint=str(checkpoint) if checkpoint else None, batch_size=batch_size,
+        features=features.value, checkpoint=str(checkpoint) if checkpoint else None,
+        encoder=str(encoder) if encoder else None, layer=layer, feature_cache=str(feature_cache) if feature_cache else None,
+        batch_size=batch_size,
         lr=lr, max_epochs=max_epochs, patience=patience, val_per_level=val_per_level, select=select.value,
         gap_score=gap_score.value, gap_smoothing=gap_smoothing, max_steps=max_steps, seed=seed,
         device=device, workers=_workers(workers, device), threads=threads, cache_mb=cache_mb,

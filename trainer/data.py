@@ -226,22 +226,39 @@ class FeatureCache:
         self.pad = pad  # (dims,): the normalised value of a zero (padded) frame
         self._feats: dict[str, torch.Tensor] = {}
         self.nbytes = 0
+        # features read from the disk cache (trainer.diskcache): memory-mapped front-end output,
+        # normalised as a batch is assembled; the page cache holds them, not --cache-mb
+        self._stored: dict[str, np.ndarray] = {}
+        self._norm: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __len__(self) -> int:
-        return len(self._feats)
+        return len(self._feats) + len(self._stored)
+
+    def _has(self, key: str) -> bool:
+        return key in self._feats or key in self._stored
 
     def get(self, key: str) -> torch.Tensor | None:
+        if key in self._stored:
+            mean, std = self._norm
+            return (torch.from_numpy(np.array(self._stored[key])) - mean) / std
         return self._feats.get(key)
 
     def hits(self, samples: SampleSet) -> np.ndarray:
         """(n,) bool: which samples' features are cached."""
-        return np.array([samples.key(i) in self._feats for i in range(len(samples))], dtype=bool)
+        return np.array([self._has(samples.key(i)) for i in range(len(samples))], dtype=bool)
+
+    def add_stored(self, samples: SampleSet, stored: Sequence[np.ndarray], mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Keep the front end's features of ``samples`` from the disk cache (``stored[i]``:
+        sample i's (frames, dims), memory-mapped), normalised by ``mean`` and ``std`` on use."""
+        self._norm = (mean.cpu(), std.cpu())
+        for i, feats in enumerate(stored):
+            self._stored[samples.key(i)] = feats
 
     def add(self, samples: SampleSet, frames: np.ndarray, featurize: Featurize, workers: int,
             batch_size: int = 64) -> bool:
         """Featurize and keep every sample of ``samples`` not cached yet (``frames``: each
         one's frame count, for the size), if they all fit under the cap; False if not."""
-        todo = np.array([i for i in range(len(samples)) if samples.key(i) not in self._feats], dtype=np.int64)
+        todo = np.array([i for i in range(len(samples)) if not self._has(samples.key(i))], dtype=np.int64)
         dim = int(self.pad.numel())
         need = int(np.sum(frames[todo], dtype=np.int64)) * dim * 4 if todo.size else 0
         if self.nbytes + need > self.cap_bytes:
@@ -262,7 +279,7 @@ class FeatureCache:
         computed ones (``computed[row] = (features, frames)`` where ``keys[row]`` is None)."""
         rows = []
         for row, key in enumerate(keys):
-            rows.append(self._feats[key] if key is not None else computed[row][0][: computed[row][1]])
+            rows.append(self.get(key) if key is not None else computed[row][0][: computed[row][1]])
         frames = torch.tensor([r.shape[0] for r in rows], dtype=torch.long)
         batch = self.pad.expand(len(rows), int(frames.max()), -1).clone()
         for row, feats in enumerate(rows):

@@ -21,11 +21,10 @@ from shards.reader import Store, open_store
 from shards.vocab import CLEAN_SUBSET, EMOTIONS, SUPERSET_SUBSET, VALIDATION
 from trainer.conditions import CLEAN_CONDITION, TEST_SPLIT, condition_order
 from trainer.data import SampleSet, StoreData, table_samples
-from trainer.features import FeatureError, build_front_end
-from trainer.model import GRUTFM
 from trainer.predict import classification_scores, predict
+from trainer.runfolder import RESULTS, check_data_identity
+from trainer.runmodel import load_run_model
 from trainer.strategies import STRATEGIES
-from trainer.runfolder import BEST, RESULTS, check_data_identity, load_checkpoint, read_config, read_epochs
 
 
 class NoTestSets(InputError):
@@ -51,27 +50,10 @@ def test_identity(store: Store) -> dict:
 
 
 def load_model(run: Path, device: torch.device):
-    """The run's best model and the function that turns waveforms into its normalised input."""
-    run = Path(run)
-    if not run.is_dir():
-        raise InputError(f"{run}: no such run folder (expected a folder written by 'trainer run')")
-    config = read_config(run)
-    epochs = read_epochs(run)  # a run with no finished epoch has no model yet: one line
-    best = load_checkpoint(run / BEST, device)
-    try:
-        front_end = build_front_end(config["features"], checkpoint=config.get("checkpoint"), device=str(device))
-    except FeatureError as exc:
-        raise InputError(str(exc)) from None
-    model = GRUTFM(front_end.dim, config["hidden"], len(EMOTIONS)).to(device)
-    model.load_state_dict(best["model"])
-    mean, std = best["norm_mean"].to(device), best["norm_std"].to(device)
-
-    def featurize(wavs, lengths):
-        feats, frames = front_end(wavs.to(device), lengths.to(device))
-        return (feats - mean) / std, frames
-
-    kept = {"epoch": int(best["epoch"]), "steps": best.get("steps"), "steps_total": epochs[-1].get("steps")}
-    return config, model, featurize, kept
+    """The run's best model and the function that turns waveforms into its normalised input
+    (``trainer.runmodel.load_run_model``)."""
+    loaded = load_run_model(run, device)
+    return loaded.config, loaded.model, loaded.featurize, loaded.kept
 
 
 def validation_level_scores(store: Store, model, featurize, workers: int) -> dict:

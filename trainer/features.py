@@ -1,6 +1,8 @@
 """Feature front ends: 16 kHz waveforms in, (batch, frames, dims) features out.
 
-Two front ends share one interface (:class:`FrontEnd`):
+Every front end shares one interface (:class:`FrontEnd`) and is registered in
+``trainer.frontends.FRONT_ENDS`` (eGeMAPS in ``trainer.egemaps``, Hugging Face encoders in
+``trainer.hf_encoder``). The two defined here:
 
 * ``logmel`` (default, no download): 80 log mel bands, 25 ms Hann window, 10 ms hop.
   Frames are not centred: frame ``t`` covers samples ``[160 t, 160 t + 400)``, so a
@@ -31,10 +33,7 @@ from torch import Tensor, nn
 from shards.vocab import SAMPLE_RATE
 from trainer._errors import FeatureError
 
-FRONT_ENDS = ("logmel", "vqwav2vec")
-
 __all__ = [
-    "FRONT_ENDS",
     "SAMPLE_RATE",
     "FeatureError",
     "FrontEnd",
@@ -73,6 +72,22 @@ class FrontEnd(nn.Module):
     dim: int
     hop: int
     min_samples: int
+    #: >1: the features are this many stacked layers of dim // layers each, which the model
+    #: weighs (a learned softmax-weighted sum)
+    layers = 1
+
+    @classmethod
+    def create(cls, **options: Any) -> "FrontEnd":
+        """An instance from the registry's options (checkpoint, encoder, layer)."""
+        return cls(**options)
+
+    def identity(self) -> dict:
+        """What this front end computes, by content (config.json's ``front_end``)."""
+        return {"name": self.name}
+
+    @property
+    def frame_rate(self) -> float:
+        return SAMPLE_RATE / self.hop
 
     def frames_for(self, lengths: Tensor) -> Tensor:
         raise NotImplementedError
@@ -139,6 +154,10 @@ class LogMelFrontEnd(FrontEnd):
         mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=n_fft, n_mels=n_mels)  # (n_mels, n_fft//2+1)
         self.register_buffer("mel_fb", torch.from_numpy(mel).float().T.contiguous(), persistent=False)
         self.register_buffer("window", torch.hann_window(win_length, periodic=True), persistent=False)
+
+    def identity(self) -> dict:
+        return {"name": self.name, "n_mels": self.dim, "win_length": self.win_length, "hop": self.hop,
+                "n_fft": self.n_fft, "floor": self.floor}
 
     def frames_for(self, lengths: Tensor) -> Tensor:
         lengths = torch.as_tensor(lengths, dtype=torch.long)
@@ -230,6 +249,18 @@ class VqWav2VecFrontEnd(FrontEnd):
     ``model.feature_extractor(wav)`` returns it, transposed to (B, T, C)."""
 
     name = "vqwav2vec"
+
+    @classmethod
+    def create(cls, checkpoint: str | Path) -> "VqWav2VecFrontEnd":
+        return cls.from_checkpoint(checkpoint)
+
+    def identity(self) -> dict:
+        from shards.atomic import sha256_file
+
+        path = getattr(self, "checkpoint_path", None)
+        return {"name": self.name, "layers": [list(t) for t in self.layers_spec], "activation": self.activation,
+                "log_compression": self.log_compression, "skip_connections": self.skip_connections,
+                "checkpoint_sha256": sha256_file(path) if path else None}
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -364,25 +395,9 @@ class VqWav2VecFrontEnd(FrontEnd):
 
 # ------------------------------------------------------------------------ factory
 
-def build_front_end(name: str = "logmel", checkpoint: str | Path | None = None, device: str | torch.device = "cpu") -> FrontEnd:
-    """``logmel`` (no checkpoint) or ``vqwav2vec`` (``checkpoint``: a fairseq wav2vec /
-    vq-wav2vec checkpoint such as ``vq-wav2vec_kmeans.pt``), on ``device``."""
-    if name == "logmel":
-        if checkpoint is not None:
-            raise FeatureError(f"{checkpoint}: the logmel front end takes no checkpoint")
-        front_end: FrontEnd = LogMelFrontEnd()
-    elif name == "vqwav2vec":
-        if checkpoint is None:
-            raise FeatureError(
-                "the vqwav2vec front end needs a checkpoint: pass fairseq's vq-wav2vec_kmeans.pt (see README)"
-            )
-        front_end = VqWav2VecFrontEnd.from_checkpoint(checkpoint)
-    else:
-        raise FeatureError(f"unknown front end {name!r}; expected one of {', '.join(FRONT_ENDS)}")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise FeatureError(f"unknown device {device!r} ({exc})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FeatureError(f"device {device} requested, but torch sees no CUDA GPU")
-    return front_end.to(device).eval()
+def build_front_end(name: str = "logmel", checkpoint: str | Path | None = None, device: str | torch.device = "cpu",
+                    **options: Any) -> FrontEnd:
+    """The registered front end ``name`` (see ``trainer.frontends.build_front_end``)."""
+    from trainer.frontends import build_front_end as build
+
+    return build(name, checkpoint, device, **options)

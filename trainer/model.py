@@ -1,6 +1,7 @@
 """The MetricAug classifier (Wu and Lee, Interspeech 2023; the authors' GRU_TFM model).
 
-Linear(F->H) -> 1-layer GRU(H) -> 1 Transformer encoder layer (2 heads, feed-forward H,
+[softmax-weighted sum of L stacked layers, when the front end gives several: the SUPERB
+recipe for self-supervised encoders] -> Linear(F->H) -> 1-layer GRU(H) -> 1 Transformer encoder layer (2 heads, feed-forward H,
 GELU, final LayerNorm) -> mean over valid frames -> Linear(H->n_classes).
 
 Padding never leaks into an utterance's logits: the GRU is causal (its output at a valid
@@ -34,7 +35,7 @@ class GRUTFM(nn.Module):
     #: run the GRU on packed sequences (the earlier, slower path; kept to check the fast one)
     packed_gru = False
 
-    def __init__(self, n_features: int, hidden: int = 16, n_classes: int = 4):
+    def __init__(self, n_features: int, hidden: int = 16, n_classes: int = 4, n_layers: int = 1):
         super().__init__()
         if hidden % N_HEADS != 0:
             raise ValueError(
@@ -44,6 +45,9 @@ class GRUTFM(nn.Module):
         self.n_features = n_features
         self.hidden = hidden
         self.n_classes = n_classes
+        self.n_layers = n_layers
+        if n_layers > 1:  # input (B, T, n_layers * n_features): one learned weight per layer
+            self.layer_weights = nn.Parameter(torch.zeros(n_layers))
 
         self.proj = nn.Linear(n_features, hidden)
         self.gru = nn.GRU(hidden, hidden, num_layers=1, batch_first=True)
@@ -70,6 +74,9 @@ class GRUTFM(nn.Module):
             raise ValueError(f"frame_lengths must lie in 1..{T} (the padded length)")
         lengths = lengths_cpu.to(feats.device)
 
+        if self.n_layers > 1:
+            weights = torch.softmax(self.layer_weights, dim=0)
+            feats = torch.einsum("btlf,l->btf", feats.view(B, T, self.n_layers, self.n_features), weights)
         x = self.proj(feats)
         if self.packed_gru:
             packed = pack_padded_sequence(x, lengths_cpu, batch_first=True, enforce_sorted=False)

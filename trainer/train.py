@@ -34,13 +34,14 @@ from shards.atomic import atomic_output, sha256_file, write_bytes_atomic, write_
 from shards.errors import InputError
 from shards.reader import open_store
 from shards.store import folder_lock
-from shards.vocab import CLEAN_SUBSET, EMOTIONS, SUPERSET_SUBSET, TRAIN, VALIDATION
+from shards.vocab import CLEAN_SUBSET, SUPERSET_SUBSET, TRAIN, VALIDATION
 from trainer.data import FeatureCache, SampleSet, StoreData, feature_batches, length_batches, make_loader
-from trainer.features import FeatureError, build_front_end
-from trainer.model import GRUTFM, count_parameters
+from trainer.model import count_parameters
 from trainer.predict import classification_scores, predict, predict_with_loss
 from trainer.runfolder import (BEST, CONFIG, EPOCHS, LAST, LOCK, RUN_FORMAT, data_identity, load_checkpoint,
                                read_config)
+from trainer.frontends import FRONT_ENDS
+from trainer.runmodel import front_end_for, new_model
 from trainer.threads import DEFAULT_CACHE_MB, thread_plan
 from trainer.protocol import (DROPOUT_SEED_STRIDE, GAP_SCORES, SELECTION_RULES, STREAM_BATCH_ORDER,
                               STREAM_NORMALISATION, STREAM_SPLIT_HALF, STREAM_VALIDATION_SUBSET, check_gap_score,
@@ -57,7 +58,8 @@ RESUME_KEYS = ("data", "strategy", "metric", "quant", "hidden", "features", "bat
 IMPLIED_BEFORE = {"select": "clean", "gap_score": "wf1", "gap_smoothing": 0.0}
 #: What the run read, by content: a resume must read the same.
 IDENTITY_KEYS = {"data_identity": "the store's train/validation data", "level_index_sha256": "the level index",
-                 "checkpoint_sha256": "the vq-wav2vec checkpoint"}
+                 "checkpoint_sha256": "the vq-wav2vec checkpoint",
+                 "front_end": "the front end (its settings, or its model's weights)"}
 
 
 @dataclass
@@ -71,6 +73,9 @@ class TrainConfig:
     hidden: int = 16
     features: str = "logmel"
     checkpoint: str | None = None  # vq-wav2vec checkpoint for features="vqwav2vec"
+    encoder: str | None = None  # Hugging Face encoder folder for features="hf"
+    layer: int | None = None  # features="hf": the one hidden state read; None: a learned weighting of all
+    feature_cache: str | None = None  # folder of the on-disk feature cache of the fixed inputs; None: none
     batch_size: int = 32
     lr: float = 1e-3
     max_epochs: int = 100
@@ -177,10 +182,15 @@ class Trainer:
             index = None  # the baselines draw nothing by level; with an index they validate on the levels too
         self.data = StoreData(store, index)
         self.K = index.n_levels if index else 0
-        try:
-            self.front_end = build_front_end(config.features, checkpoint=config.checkpoint, device=str(self.device))
-        except FeatureError as exc:
-            raise InputError(str(exc)) from None
+        self.front_end = front_end_for(asdict(config), self.device)
+        self.disk_cache = None
+        self._stored: dict = {}  # fixed input sets read from the disk cache
+        if config.feature_cache and FRONT_ENDS[config.features].disk_cacheable:
+            from trainer.diskcache import DiskFeatureCache
+
+            self.disk_cache = DiskFeatureCache(config.feature_cache, self.front_end, store, log)
+        elif config.feature_cache:
+            log(f"--feature-cache: {config.features} features are cheaper to compute than to read; not cached on disk")
         self.train_clean = self.data.clean(TRAIN)
         self.val_clean = self.data.clean(VALIDATION)
         self.val_levels, self.val_sources = [], []  # each level's validation mixes; each mix's clean utterance
@@ -235,6 +245,7 @@ class Trainer:
             identity["level_index_sha256"] = sha256_file(self.data.index.path)
         if self.config.checkpoint:
             identity["checkpoint_sha256"] = sha256_file(self.config.checkpoint)
+        identity["front_end"] = self.front_end.identity()
         return identity
 
     # -- model -------------------------------------------------------------------------
@@ -251,16 +262,36 @@ class Trainer:
         total = torch.zeros(self.front_end.dim, dtype=torch.float64)
         total_sq = torch.zeros_like(total)
         count = 0
-        for wavs, lengths, _, _ in self.loader(subset, length_batches(subset.lengths, 64, None)):
-            feats, frames = self.front_end(wavs.to(self.device), lengths.to(self.device))
-            mask = torch.arange(feats.shape[1], device=feats.device)[None, :] < frames[:, None]
-            valid = feats[mask].double().cpu()
+        batches = length_batches(subset.lengths, 64, None)
+        for valid in self._valid_frames(subset, batches, pick):
             total += valid.sum(0)
             total_sq += (valid ** 2).sum(0)
             count += valid.shape[0]
         mean = total / count
         std = (total_sq / count - mean ** 2).clamp_min(1e-10).sqrt()
         return mean.float(), std.float()
+
+    def _valid_frames(self, subset: SampleSet, batches: list[np.ndarray], pick: np.ndarray):
+        """Each batch's valid frames of the front end's features (float64, CPU), item after
+        item; from the disk cache when there is one (the same numbers, in the same order)."""
+        stored = self.stored_features("clean train", self.train_clean)
+        if stored is not None:
+            for batch in batches:
+                yield torch.from_numpy(np.concatenate([stored[i] for i in pick[batch]])).double()
+            return
+        for wavs, lengths, _, _ in self.loader(subset, batches):
+            feats, frames = self.front_end(wavs.to(self.device), lengths.to(self.device))
+            mask = torch.arange(feats.shape[1], device=feats.device)[None, :] < frames[:, None]
+            yield feats[mask].double().cpu()
+
+    def stored_features(self, what: str, samples: SampleSet) -> list[np.ndarray] | None:
+        """The front end's features of a fixed input set from the disk cache (None without one)."""
+        if self.disk_cache is None:
+            return None
+        key = (what, len(samples))
+        if key not in self._stored:
+            self._stored[key] = self.disk_cache.features(what, samples, self.config.workers)
+        return self._stored[key]
 
     def evaluate(self, model: torch.nn.Module) -> dict:
         """WF1 and UAR on the clean validation set, on each level's validation mixes, and on
@@ -304,7 +335,7 @@ class Trainer:
         """Features of the inputs that are the same every epoch (the validation sets, the clean
         train utterances, a baseline's fixed mixes), computed once, while they fit --cache-mb."""
         cap = self.config.cache_mb
-        if cap == 0:
+        if cap == 0 and self.disk_cache is None:
             self.log("feature cache off (--cache-mb 0): every epoch decodes and featurizes all its inputs")
             return
         started = time.perf_counter()
@@ -316,6 +347,10 @@ class Trainer:
         parts += [(f"test {name}", s) for name, s in self.test_sets.items()]  # last: never displaces the rest
         left_out = []
         for name, samples in parts:
+            stored = self.stored_features(name, samples)
+            if stored is not None:
+                self.cache.add_stored(samples, stored, self.norm_mean, self.norm_std)
+                continue
             frames = self.front_end.frames_for(torch.from_numpy(samples.lengths)).numpy()
             if not self.cache.add(samples, frames, self.features, self.config.workers):
                 left_out.append(name)
@@ -365,7 +400,7 @@ class Trainer:
         of the run in ``out`` (refused when its settings or data differ)."""
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        model = GRUTFM(self.front_end.dim, cfg.hidden, len(EMOTIONS)).to(self.device)
+        model = new_model(self.front_end, cfg.hidden).to(self.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         state = RunState(weights=self.strategy.initial_weights(self.K))
         config_doc = self._config_document(model, dist)
