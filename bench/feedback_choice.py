@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from trainer.protocol import GAP_SCORES, pearson, smooth  # noqa: E402
+from trainer.protocol import GAP_SCORES, pearson, smooth_halves  # noqa: E402
 from trainer.runfolder import read_epochs  # noqa: E402
 
 CANDIDATES = (0.0, 0.5, 0.7, 0.8, 0.9)
@@ -32,11 +32,10 @@ BURN_IN = 5
 
 def split_half_r(epochs: list[dict], score: str, beta: float) -> float:
     """Mean over epochs (after BURN_IN) of the correlation of the two halves' smoothed gaps."""
-    halves: list[list[float] | None] = [None, None]
+    halves: list[list[float]] = []
     rs = []
     for e, record in enumerate(epochs, 1):
-        now = [[0.0 if np.isnan(g) else g for g in half] for half in record["gap_halves"][score]]
-        halves = [smooth(halves[h], now[h], beta) for h in (0, 1)]
+        halves = smooth_halves(halves, record["gap_halves"][score], beta)
         if e > BURN_IN:
             rs.append(pearson(*halves))
     return float(np.nanmean(rs)) if rs else float("nan")

@@ -50,9 +50,14 @@ def gaps(metrics: dict, score: str) -> list[float]:
     loss gaps. 0 for a level without mixes."""
     check_gap_score(score)
     if score == "loss":
-        return [0.0 if math.isnan(v) else float(v) for v in metrics["val_loss_gaps"]]
+        return nan_as_zero(metrics["val_loss_gaps"])
     clean = metrics[f"val_{score}_clean"]
-    return [0.0 if math.isnan(v) else clean - v for v in metrics[f"val_{score}_levels"]]
+    return nan_as_zero([clean - v for v in metrics[f"val_{score}_levels"]])
+
+
+def nan_as_zero(gaps_now: Sequence[float]) -> list[float]:
+    """A level without validation mixes (NaN) reads as gap 0, as Algorithm 1 sees it."""
+    return [0.0 if math.isnan(g) else float(g) for g in gaps_now]
 
 
 def loss_gaps(clean_losses: np.ndarray, level_losses: Sequence[np.ndarray], sources: Sequence[np.ndarray]) -> list[float]:
@@ -80,6 +85,12 @@ def smooth(previous: Sequence[float] | None, gaps_now: Sequence[float], beta: fl
         return [float(g) for g in gaps_now]
     prev = [0.0] * len(gaps_now) if not previous else previous
     return [beta * float(h) + (1.0 - beta) * float(g) for h, g in zip(prev, gaps_now)]
+
+
+def smooth_halves(previous: Sequence[Sequence[float]] | None, halves_now: Sequence[Sequence[float]],
+                  beta: float) -> list[list[float]]:
+    """:func:`smooth` applied to each half's gap vector (NaN read as 0, as the feedback reads it)."""
+    return [smooth(previous[h] if previous else None, nan_as_zero(halves_now[h]), beta) for h in (0, 1)]
 
 
 def weights_l1(before: Sequence[float], after: Sequence[float]) -> float:

@@ -45,7 +45,8 @@ from trainer.runmodel import front_end_for, new_model
 from trainer.threads import DEFAULT_CACHE_MB, thread_plan
 from trainer.protocol import (DROPOUT_SEED_STRIDE, GAP_SCORES, SELECTION_RULES, STREAM_BATCH_ORDER,
                               STREAM_NORMALISATION, STREAM_SPLIT_HALF, STREAM_VALIDATION_SUBSET, check_gap_score,
-                              check_smoothing, gaps as score_gaps, loss_gaps, pearson, smooth, split_halves, weights_l1)
+                              check_smoothing, gaps as score_gaps, loss_gaps, pearson, smooth, smooth_halves, split_halves,
+                              weights_l1)
 from trainer.strategies import StrategyContext, get_strategy
 from trainer.weights import LEVEL_FLOOR
 
@@ -193,14 +194,16 @@ class Trainer:
             log(f"--feature-cache: {config.features} features are cheaper to compute than to read; not cached on disk")
         self.train_clean = self.data.clean(TRAIN)
         self.val_clean = self.data.clean(VALIDATION)
+        val_utt_ids = self.data.clean_utt_ids(VALIDATION)
+        position = {u: i for i, u in enumerate(val_utt_ids)}
         self.val_levels, self.val_sources = [], []  # each level's validation mixes; each mix's clean utterance
         for level in range(1, self.K + 1):
-            samples, sources = self._validation_level(level)
+            samples, sources = self._validation_level(level, position)
             self.val_levels.append(samples)
             self.val_sources.append(sources)
         #: the two disjoint halves of the validation utterances (a mix goes with its utterance):
         #: the feedback's split-half reliability
-        self.val_half = split_halves(self.data.clean_utt_ids(VALIDATION), self.rng(STREAM_SPLIT_HALF))
+        self.val_half = split_halves(val_utt_ids, self.rng(STREAM_SPLIT_HALF))
         self.N = len(self.train_clean)
         #: the rule that picks best.pt: pooled needs the levels' validation mixes
         self.selected_on = config.select if (config.select == "clean" or self.K) else "clean"
@@ -222,15 +225,14 @@ class Trainer:
         return _rng(self.config.seed, stream, *parts)
 
     # -- data --------------------------------------------------------------------------
-    def _validation_level(self, level: int) -> tuple[SampleSet, np.ndarray]:
+    def _validation_level(self, level: int, position: dict[str, int]) -> tuple[SampleSet, np.ndarray]:
         """One level's validation mixes and, for each, the index of its clean utterance in the
-        clean validation set."""
+        clean validation set (``position``: utterance id to that index)."""
         size = len(self.data.members(VALIDATION, level))
         m = self.config.val_per_level
         pick = None
         if m and size > m:  # a fixed, seeded subset: the same mixes every epoch
             pick = np.sort(self.rng(STREAM_VALIDATION_SUBSET, level).choice(size, m, replace=False))
-        position = {u: i for i, u in enumerate(self.data.clean_utt_ids(VALIDATION))}
         sources = np.array([position[u] for u in self.data.level_utt_ids(VALIDATION, level, pick)], dtype=np.int64)
         return self.data.level_samples(VALIDATION, level, pick), sources
 
@@ -461,9 +463,8 @@ class Trainer:
         gaps = score_gaps(metrics, cfg.gap_score)
         # what Algorithm 1 reads: the gaps smoothed over epochs (B = 0: the gaps themselves)
         state.feedback = smooth(state.feedback, gaps, cfg.gap_smoothing)
-        half_gaps = [[0.0 if np.isnan(g) else g for g in half] for half in metrics["gap_halves"][cfg.gap_score]]
-        state.feedback_halves = [smooth(state.feedback_halves[h] if state.feedback_halves else None, half_gaps[h],
-                                        cfg.gap_smoothing) for h in (0, 1)]
+        state.feedback_halves = smooth_halves(state.feedback_halves, metrics["gap_halves"][cfg.gap_score],
+                                              cfg.gap_smoothing)
         if self.test_sets:
             metrics.update(self.score_test_sets(model))
         next_weights = self.strategy.next_weights(state.feedback, state.weights, cfg.floor)

@@ -122,11 +122,9 @@ def feedback_plot(runs: list[dict], path) -> bool:
     axes[1].axhline(0, color="grey", lw=0.5)
     for ax in axes:
         ax.set_xlabel("epoch")
-    handles, labels = axes[1].get_legend_handles_labels() or axes[0].get_legend_handles_labels()
-    if not handles:
-        handles, labels = axes[0].get_legend_handles_labels()
-    if handles:
-        axes[1].legend(handles, labels, fontsize="x-small")
+    for ax in axes:  # each panel names the strategies it shows (a strategy without weights has no move)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="x-small")
     fig.tight_layout()
     _save_figure(fig, path)
     plt.close(fig)
