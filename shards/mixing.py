@@ -79,11 +79,20 @@ def render_mix(clean: np.ndarray, noise: np.ndarray, noise_gain: float, gain: fl
     return _render(np.asarray(clean, dtype=np.float64), np.array(noise, dtype=np.float64), noise_gain, gain)
 
 
+def _as_float64(wav: np.ndarray) -> np.ndarray:
+    """Samples as float64; 16-bit integers as a PCM_16 file decodes them (x / 32768, exact)."""
+    wav = np.asarray(wav)
+    if wav.dtype == np.int16:
+        out = wav.astype(np.float64)
+        out *= 1.0 / INT16_SCALE
+        return out
+    return wav.astype(np.float64)
+
+
 def mix_recipe(clean: np.ndarray, noise_pcm16: np.ndarray, noise_offset: int, noise_gain: float,
                gain: float) -> np.ndarray:
-    """A recipe's samples: ``clean`` (float32 on the 16-bit grid, as decoded from the store)
-    mixed with the stored 16-bit noise cut at ``noise_offset``: :func:`render_mix` of the
-    clean signal and the noise stretch as a PCM_16 file decodes it (x / 32768, exact)."""
-    n = noise_stretch(noise_pcm16, int(np.asarray(clean).size), int(noise_offset)).astype(np.float64)
-    n *= 1.0 / INT16_SCALE
-    return _render(np.asarray(clean, dtype=np.float64), n, float(noise_gain), float(gain))
+    """A recipe's samples: ``clean`` (float32 on the 16-bit grid as decoded from the store, or
+    its int16 samples) mixed with the stored 16-bit noise cut at ``noise_offset``:
+    :func:`render_mix` of the clean signal and the noise stretch as a PCM_16 file decodes it."""
+    n = _as_float64(noise_stretch(noise_pcm16, int(np.asarray(clean).size), int(noise_offset)))
+    return _render(_as_float64(clean), n, float(noise_gain), float(gain))

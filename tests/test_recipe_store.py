@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from mixer.build import TEST_SIGKILL_SHARD_ENV
 from mixer.cli import app
 from shards.atomic import sha256_file
-from shards.errors import StoreError
+from shards.errors import InputError, StoreError
 from shards.reader import open_store
 from shards.verify import verify_store
 from shards.vocab import MANIFEST, NOISE_SUBSET, REJECTS, TABLE
@@ -80,6 +80,37 @@ def test_recipe_and_audio_stores_return_equal_arrays_and_metrics(pair):
     noise = recipe.table(filters=[("subset", "=", NOISE_SUBSET)])
     assert sorted(set(noise["split"].to_pylist())) == ["fixed_snr", "superset", "testsets"]
     assert noise.num_rows == 3 * 4
+
+
+def test_decoded_clean_cache_changes_no_sample_and_keeps_its_cap(pair, monkeypatch):
+    """Mixing reads the clean utterance decoded once per process: cold, warm, with the cache
+    off and with a cap smaller than the clean set, every mix is the audio store's, and the
+    cache never holds more than its cap."""
+    from shards import reader
+
+    audio_dir, recipe_dir, _ = pair
+    audio, recipe = open_store(audio_dir), open_store(recipe_dir)
+    t = audio.table(["key", "noise_type"])
+    mixes = [k for k, n in zip(t["key"].to_pylist(), t["noise_type"].to_pylist()) if n]
+    expected = audio.read_audio(mixes)
+    one_utterance = max(x.size for x in expected) * 2
+    for cap in (reader.CLEAN_CACHE_MB * 2**20, 0, one_utterance):
+        cache = reader._DecodedClean(cap)
+        monkeypatch.setattr(reader, "_DECODED_CLEAN", cache)
+        source = recipe.clips(mixes)
+        for _ in range(2):  # cold, then warm (or evicted)
+            for i, x in enumerate(expected):
+                y = source.audio(i)
+                assert y.dtype == np.float32 and np.array_equal(x, y), mixes[i]
+                assert cache.nbytes <= cap
+        assert (cache.nbytes > 0) == (cap > 0)
+        assert all(not a.flags.writeable for a in cache._arrays.values())
+    monkeypatch.setenv(reader.CLEAN_CACHE_ENV, "0.5")
+    assert reader.clean_cache_bytes() == 2**19
+    for bad in ("lots", "-1"):
+        monkeypatch.setenv(reader.CLEAN_CACHE_ENV, bad)
+        with pytest.raises(InputError, match=f"{reader.CLEAN_CACHE_ENV}='{bad}': expected a number of MB"):
+            reader.clean_cache_bytes()
 
 
 def test_materialize_is_byte_identical_to_the_audio_build(pair, tmp_path):
