@@ -39,6 +39,8 @@ RUNS        ?= runs
 METRIC      ?= stoi
 QUANT       ?= gmm
 SEEDS       ?= 3
+# pytest processes of `make test` (pytest-xdist; each module stays in one process)
+TEST_PROCESSES ?= 2
 
 .PHONY: venv test demo superset testsets fixed-snr copypaste verify score train reproduce report clean-demo bench
 
@@ -53,7 +55,7 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile
 
 $(DEMO_DIR)/msp: | $(STAMP)
 	$(BIN)/prep demo-corpus $(DEMO_DIR) --seed $(SEED)

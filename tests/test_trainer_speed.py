@@ -47,7 +47,7 @@ def assert_same_records(new: list[dict], old: list[dict]) -> None:
 
 def run(store: Path, out: Path, *extra: str):
     result = runner.invoke(app, ["run", "--data", str(store), "--out", str(out), "--quiet", "--batch-size", "16",
-                                 "--max-epochs", "3", "--seed", "3", *extra])
+                                 "--max-epochs", "2", "--seed", "3", *extra])
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -77,17 +77,17 @@ def test_cached_features_and_fast_validation_give_the_old_results_bit_for_bit(de
 
 def test_the_gru_on_padded_batches_trains_as_on_packed_sequences_within_the_stated_tolerance(demo_store, tmp_path, monkeypatch):
     """The GRU runs on the padded batch (causal: valid frames never see the padding after them)
-    instead of packed sequences. Another kernel, so floating-point sums are reordered: over 5
+    instead of packed sequences. Another kernel, so floating-point sums are reordered: over 3
     epochs the losses stay within 1e-4 of the packed run's (about 1e-8 seen), and a trained
     checkpoint predicts the same classes on every test set either way."""
     from trainer.evaluate import evaluate_run
 
-    common = ("--workers", "0", "--threads", "1", "--max-epochs", "5", "--no-eval")
+    common = ("--workers", "0", "--threads", "1", "--max-epochs", "3", "--no-eval")
     run(demo_store, tmp_path / "padded", *common)
     monkeypatch.setattr(GRUTFM, "packed_gru", True)
     run(demo_store, tmp_path / "packed", *common)
     padded, packed = records(tmp_path / "padded"), records(tmp_path / "packed")
-    assert len(padded) == len(packed) == 5
+    assert len(padded) == len(packed) == 3
     assert max(abs(a["loss"] - b["loss"]) for a, b in zip(padded, packed)) < 1e-4
     with_packed = evaluate_run(tmp_path / "padded", torch.device("cpu"), log=lambda line: None)["conditions"]
     monkeypatch.setattr(GRUTFM, "packed_gru", False)
@@ -134,13 +134,13 @@ def test_training_never_takes_the_fast_path():
 def test_two_threads_train_as_one_within_the_stated_tolerance(demo_store, tmp_path):
     """The CPU default now gives the model every core (no DataLoader workers, 2 threads on 2
     cores) where it took one thread: the thread count splits some sums differently, so results
-    are held to the same tolerance as the padded GRU: losses within 1e-4 over 5 epochs, and the
+    are held to the same tolerance as the padded GRU: losses within 1e-4 over 3 epochs, and the
     same test predictions of the trained checkpoints."""
-    common = ("--workers", "0", "--max-epochs", "5")
+    common = ("--workers", "0", "--max-epochs", "3")
     run(demo_store, tmp_path / "one", *common, "--threads", "1")
     run(demo_store, tmp_path / "two", *common, "--threads", "2")
     one, two = records(tmp_path / "one"), records(tmp_path / "two")
-    assert len(one) == len(two) == 5
+    assert len(one) == len(two) == 3
     assert max(abs(a["loss"] - b["loss"]) for a, b in zip(one, two)) < 1e-4
     tested = [json.loads((tmp_path / name / "results.json").read_text())["conditions"] for name in ("one", "two")]
     assert tested[0].keys() == tested[1].keys() and len(tested[0]) >= 5
