@@ -98,7 +98,7 @@ def test_the_gru_on_padded_batches_trains_as_on_packed_sequences_within_the_stat
 
 
 def test_the_fixed_snr_baseline_from_the_cache_is_unchanged(demo_store, tmp_path):
-    common = ("--strategy", "fixed-snr", "--workers", "0", "--threads", "1", "--no-eval", "--max-epochs", "2")
+    common = ("--strategy", "fixed-snr", "--workers", "0", "--threads", "1", "--no-eval", "--max-epochs", "1")
     log = run(demo_store, tmp_path / "cached", *common)
     assert "feature cache: 8 of 8 fixed input sets" in log  # the fixed-SNR mixes too
     run(demo_store, tmp_path / "decoded", *common, "--cache-mb", "0")
