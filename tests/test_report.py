@@ -14,10 +14,11 @@ from trainer.report import load_runs, plots, table2
 CONDITIONS = ["clean", "test_snr10", "test_snr5", "test_snr0", "test_unseen"]
 
 
-def record_run(folder: Path, strategy: str, wf1: list[float], seed: int, size: float, k: int = 3) -> Path:
+def record_run(folder: Path, strategy: str, wf1: list[float], seed: int, size: float, k: int = 3,
+               features: str = "logmel") -> Path:
     folder.mkdir(parents=True)
     config = {"strategy": strategy, "metric": "stoi", "quant": "gmm", "seed": seed, "train_size_n": size,
-              "data": "unused", "hidden": 16, "features": "logmel"}
+              "data": "unused", "hidden": 16, "features": features}
     (folder / "config.json").write_text(json.dumps(config))
     rng = np.random.default_rng(seed)
     epochs = []
@@ -50,6 +51,14 @@ def test_table2_means_stds_best_marks_and_sizes(tmp_path):
     by_condition = {r[0]: r for r in rows[1:]}
     assert rows[0][:4] == ["condition", "None mean", "None std", "None runs"]
     assert float(by_condition["test_snr0"][1]) == pytest.approx(41.0) and by_condition["test_snr0"][3] == "2"
+
+
+def test_runs_on_another_front_end_get_their_own_column(tmp_path):
+    runs = [record_run(tmp_path / "none-mel", "none", [0.60] * 5, 0, 1),
+            record_run(tmp_path / "none-ege", "none", [0.50] * 5, 0, 1, features="egemaps"),
+            record_run(tmp_path / "ma-ege", "metricaug", [0.55] * 5, 0, 2, features="egemaps")]
+    header = table2(load_runs(runs))[0].splitlines()[0]
+    assert header == "| WF1 % | None (n=1) | None · egemaps (n=1) | STOI-GMM · egemaps (n=1) |"
 
 
 def test_plots_are_written_as_png(tmp_path):

@@ -20,7 +20,7 @@ import typer
 from shards.audio import read_audio_file
 from shards.cli import fail
 from shards.metrics import metric_names
-from trainer.frontends import FRONT_ENDS, features_help, option_help
+from trainer.frontends import DEFAULT_FRONT_END, FRONT_ENDS, features_help, option_help
 from trainer.protocol import GAP_SCORES, SELECTION_RULES
 from trainer.strategies import STRATEGIES
 from trainer.threads import DEFAULT_CACHE_MB, default_workers
@@ -56,7 +56,7 @@ class QuantName(str, Enum):
 @app.command("features")
 def features_command(
     files: List[Path] = typer.Argument(..., help="Audio files soundfile reads (wav, flac, ogg, ...); resampled to 16 kHz mono.", show_default=False),
-    features: FrontEndName = typer.Option("logmel", "--features", help=f"Front end: {features_help()}."),
+    features: FrontEndName = typer.Option(DEFAULT_FRONT_END, "--features", help=f"Front end: {features_help()}."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=option_help("checkpoint")),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help=option_help("encoder")),
     layer: Optional[int] = typer.Option(None, "--layer", min=0, help=option_help("layer")),
@@ -144,7 +144,7 @@ def run_command(
     hidden: int = typer.Option(16, "--hidden", help="Hidden size H of the GRU-TFM model (even, 8-128)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: RUNS/<corpus>-<strategy or metric-quant>-h<H>-s<seed>)."),
     runs: Path = typer.Option(Path("runs"), "--runs", help="Folder of the default-named run folder (when --out is not given)."),
-    features: FrontEndName = typer.Option("logmel", "--features", help=f"Front end, computed on the training device: {features_help()}."),
+    features: FrontEndName = typer.Option(DEFAULT_FRONT_END, "--features", help=f"Front end, computed on the training device: {features_help()}."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=option_help("checkpoint")),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help=option_help("encoder")),
     layer: Optional[int] = typer.Option(None, "--layer", min=0, help=option_help("layer")),

@@ -395,9 +395,9 @@ class VqWav2VecFrontEnd(FrontEnd):
 
 # ------------------------------------------------------------------------ factory
 
-def build_front_end(name: str = "logmel", checkpoint: str | Path | None = None, device: str | torch.device = "cpu",
+def build_front_end(name: str | None = None, checkpoint: str | Path | None = None, device: str | torch.device = "cpu",
                     **options: Any) -> FrontEnd:
     """The registered front end ``name`` (see ``trainer.frontends.build_front_end``)."""
-    from trainer.frontends import build_front_end as build
+    from trainer.frontends import DEFAULT_FRONT_END, build_front_end as build
 
-    return build(name, checkpoint, device, **options)
+    return build(name or DEFAULT_FRONT_END, checkpoint, device, **options)

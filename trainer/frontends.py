@@ -62,6 +62,9 @@ class FrontEndSpec:
 
 FRONT_ENDS: dict[str, FrontEndSpec] = {}
 
+#: the front end of a run that names none (every run before the registry, and the CLI's default)
+DEFAULT_FRONT_END = "logmel"
+
 
 def register_front_end(spec: FrontEndSpec) -> FrontEndSpec:
     unknown = [o for o in spec.options + spec.required if o not in FRONT_END_OPTIONS]
@@ -103,7 +106,16 @@ def options_of(config: dict) -> dict[str, Any]:
     return {k: config[k] for k in FRONT_END_OPTIONS if config.get(k) is not None}
 
 
-def build_front_end(name: str = "logmel", checkpoint: str | Path | None = None, device="cpu", **options: Any):
+def front_end_label(config: dict) -> str:
+    """A run's front end for a report column: empty for the default, else its name, with the
+    chosen encoder layer where set (runs on other features are not pooled with log-mel runs)."""
+    name = config.get("features") or DEFAULT_FRONT_END
+    if name == DEFAULT_FRONT_END:
+        return ""
+    return name if config.get("layer") is None else f"{name} L{config['layer']}"
+
+
+def build_front_end(name: str = DEFAULT_FRONT_END, checkpoint: str | Path | None = None, device="cpu", **options: Any):
     """The registered front end ``name`` with its ``options`` (``checkpoint``, ``encoder``,
     ``layer``), on ``device``, in eval mode."""
     import torch
@@ -136,4 +148,4 @@ def build_front_end(name: str = "logmel", checkpoint: str | Path | None = None, 
 
 def front_end_of(config: dict, device="cpu"):
     """The front end a run's settings name (a TrainConfig dict or its config.json)."""
-    return build_front_end(config.get("features", "logmel"), device=device, **options_of(config))
+    return build_front_end(config.get("features", DEFAULT_FRONT_END), device=device, **options_of(config))

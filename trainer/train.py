@@ -40,7 +40,7 @@ from trainer.model import count_parameters
 from trainer.predict import classification_scores, predict, predict_with_loss
 from trainer.runfolder import (BEST, CONFIG, EPOCHS, LAST, LOCK, RUN_FORMAT, data_identity, load_checkpoint,
                                read_config)
-from trainer.frontends import FRONT_ENDS
+from trainer.frontends import DEFAULT_FRONT_END, FRONT_ENDS
 from trainer.runmodel import front_end_for, new_model
 from trainer.threads import DEFAULT_CACHE_MB, thread_plan
 from trainer.protocol import (DROPOUT_SEED_STRIDE, GAP_SCORES, SELECTION_RULES, STREAM_BATCH_ORDER,
@@ -72,7 +72,7 @@ class TrainConfig:
     quant: str = "gmm"
     levels: int | None = None  # K of the level index; None: the one there is
     hidden: int = 16
-    features: str = "logmel"
+    features: str = DEFAULT_FRONT_END
     checkpoint: str | None = None  # vq-wav2vec checkpoint for features="vqwav2vec"
     encoder: str | None = None  # Hugging Face encoder folder for features="hf"
     layer: int | None = None  # features="hf": the one hidden state read; None: a learned weighting of all

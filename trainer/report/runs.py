@@ -7,6 +7,7 @@ from pathlib import Path
 
 from shards.errors import InputError
 from trainer.conditions import condition_order
+from trainer.frontends import front_end_label
 from trainer.strategies import STRATEGIES, Strategy
 from trainer.runfolder import RESULTS, read_config, read_epochs, read_results
 
@@ -21,9 +22,12 @@ def strategy_of(config: dict) -> Strategy | None:
 
 def strategy_label(config: dict) -> str:
     """A run's column: the strategy's own label for the run (MetricAug by metric and quantizer,
-    with options that make runs incomparable), and the selection rule where recorded."""
+    with options that make runs incomparable), its front end unless log-mel, and the selection
+    rule where recorded."""
     strategy = strategy_of(config)
     label = strategy.column_label(config) if strategy else config.get("strategy", DEFAULT_STRATEGY)
+    if front_end_label(config):
+        label += f" · {front_end_label(config)}"
     if "selected_on" in config:
         label += f" [{config['selected_on']}]"
     return label
