@@ -347,7 +347,8 @@ def _publish(store: Path, task: ShardTask, owner: str | None, writer: ShardWrite
     _check_owner(store, owner, task.name)
     write_json_atomic(st.rows_path(store, task.name), {
         "name": task.name, "subset": task.subset, "split": task.split, "fingerprint": task.fingerprint(),
-        "samples": len(rows), "sha256": digest, "bytes": shard_bytes, "metrics": list(task.metrics),
+        "samples": len(rows), "sha256": digest, "content_sha256": writer.content_sha256, "bytes": shard_bytes,
+        "metrics": list(task.metrics),
         "rows": rows, "rejects": rejects,
     })
     _check_owner(store, owner, task.name)

@@ -54,6 +54,8 @@ def _refuse(store: Path, problem: str) -> StoreError:
                       f"and the same 'prep superset'/'prep testsets' command again to repair it")
 
 
+#: What Store.content_sha256 can digest: each shard's samples, or its bytes.
+CONTENT_BASES = ("samples", "bytes")
 #: Fields every shard entry of a manifest has.
 MANIFEST_SHARD_KEYS = ("name", "path", "samples", "sha256", "bytes")
 
@@ -524,12 +526,21 @@ class Store:
                 yield key, fields
 
     # -- identity -------------------------------------------------------------------
-    def content_sha256(self, subsets: Sequence[str] | None = None, splits: Sequence[str] | None = None) -> str:
-        """A digest of what some parts of the store hold: sha256 over the names and sha256s
+    def content_sha256(self, subsets: Sequence[str] | None = None, splits: Sequence[str] | None = None,
+                       basis: str = "samples") -> str:
+        """A digest of what some parts of the store hold: sha256 over the names and digests
         of the shards of ``subsets`` and ``splits`` (all when None). It changes when a
         rebuild changes any of their samples, and not when other parts are added (test
-        sets built after training leave the training data's digest as it was)."""
-        entries = sorted(f"{s['name']}:{s['sha256']}" for s in self.manifest.get("shards", [])
+        sets built after training leave the training data's digest as it was).
+
+        ``basis`` "samples" digests each shard's ``content_sha256`` (its samples and fields,
+        not the bytes libFLAC chose for them; shards.writer.member_content), falling back to
+        its file sha256 where the manifest has none (recipe parts, older stores); "bytes"
+        digests the file sha256s, as runs recorded before the samples basis did."""
+        if basis not in CONTENT_BASES:
+            raise ValueError(f"basis {basis!r}: expected one of {', '.join(CONTENT_BASES)}")
+        field = (lambda s: s.get("content_sha256") or s["sha256"]) if basis == "samples" else (lambda s: s["sha256"])
+        entries = sorted(f"{s['name']}:{field(s)}" for s in self.manifest.get("shards", [])
                          if (subsets is None or s["subset"] in subsets) and (splits is None or s["split"] in splits))
         return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 

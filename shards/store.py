@@ -321,6 +321,8 @@ def finalize_store(store: Path, versions: dict[str, str]) -> dict:
             entry = {"name": name, "path": shard_relpath(name), "stage": stage, "subset": part["subset"],
                      "split": part["split"], "samples": part["samples"], "sha256": part.get("sha256"),
                      "bytes": part.get("bytes")}
+            if part.get("content_sha256"):  # parts built before it was recorded have none
+                entry["content_sha256"] = part["content_sha256"]
             if recipe:  # the part is its rows file
                 layouts.add(RECIPE_LAYOUT)
                 entry.update(path=rows_relpath(name), sha256=sha256_file(rows_path(store, name)),

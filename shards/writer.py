@@ -23,6 +23,20 @@ def encode_flac(wav: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     return buf.getvalue()
 
 
+#: Bytes 18-42 of a FLAC stream: STREAMINFO's sample rate, channels, bits per sample, total
+#: samples and the MD5 of the unencoded samples. The encoder computes them from the samples alone,
+#: while the frames and the vendor string depend on the libFLAC version.
+_FLAC_SAMPLES_FIELDS = slice(18, 42)
+
+
+def member_content(name: str, data: bytes) -> bytes:
+    """What a shard member holds, independent of the encoder: a FLAC's sample fields and MD5
+    (STREAMINFO), any other member's bytes."""
+    if name.endswith(".flac") and data[:4] == b"fLaC" and data[4] & 0x7F == 0:  # STREAMINFO comes first
+        return b"flac-samples:" + data[_FLAC_SAMPLES_FIELDS]
+    return data
+
+
 def encode_wav_pcm16(pcm: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     """int16 samples as a PCM_16 WAV file (a recipe store's noise: readers memory-map its
     samples in place, see shards.reader.stored_noise)."""
@@ -45,7 +59,14 @@ class ShardWriter:
         self._file = open(self.tmp_path, "wb")
         self._sha256 = hashlib.sha256()  # fed as bytes are written: no second read of the tar
         self._tar = tarfile.open(fileobj=_HashingWriter(self._file, self._sha256), mode="w", format=tarfile.USTAR_FORMAT)
+        self._content = hashlib.sha256()  # the members' content (member_content), in order
         self.num_samples = 0
+
+    @property
+    def content_sha256(self) -> str:
+        """A digest of the samples written so far, equal for equal samples whatever libFLAC
+        encoded them (the tar's sha256 is not: see :func:`member_content`)."""
+        return self._content.hexdigest()
 
     def add(self, key: str, fields: dict[str, bytes]) -> dict[str, tuple[int, int]]:
         """Add one sample; returns {field: (payload offset, payload size)}."""
@@ -53,6 +74,8 @@ class ShardWriter:
         for ext in sorted(fields):
             data = fields[ext]
             info = tarfile.TarInfo(f"{key}.{ext}")
+            content = member_content(info.name, data)
+            self._content.update(f"{info.name}\0{len(content)}\0".encode() + content)
             info.size = len(data)
             info.mtime = 0
             info.mode = 0o644

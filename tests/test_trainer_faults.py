@@ -50,6 +50,63 @@ def last_line(output: str) -> str:
     return lines[-1]
 
 
+def flac_at_level(level: float):
+    """An encoder of the same samples into other FLAC bytes, as another libFLAC version does."""
+    import io
+
+    import soundfile as sf
+
+    def encode(wav, sample_rate=16000) -> bytes:
+        buf = io.BytesIO()
+        sf.write(buf, wav, sample_rate, format="FLAC", subtype="PCM_16", compression_level=level)
+        return buf.getvalue()
+    return encode
+
+
+def test_a_shard_digests_its_samples_apart_from_the_bytes_flac_chose(tmp_path):
+    import numpy as np
+
+    from shards.writer import ShardWriter, encode_flac
+
+    t = np.arange(16000) / 16000  # a tone under a slow envelope, and a little noise: speech-like enough
+    wav = (0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 3 * t)
+           + 0.01 * np.random.default_rng(0).standard_normal(t.size)).astype(np.float32)
+    encodings = [encode_flac(wav), flac_at_level(0.0)(wav), flac_at_level(1.0)(wav)]
+    assert len(set(encodings)) == 3  # three encoders' bytes for one signal
+    digests = []
+    for i, flac in enumerate(encodings + [encode_flac(wav[::-1].copy())]):
+        writer = ShardWriter(tmp_path / f"s{i}.tar")
+        writer.add("utt", {"flac": flac, "json": b'{"label":"ang"}'})
+        digests.append((writer.close(), writer.content_sha256))
+    assert len({tar for tar, _ in digests[:3]}) == 3  # the tars differ with the bytes...
+    assert len({content for _, content in digests[:3]}) == 1  # ...their samples do not
+    assert digests[3][1] != digests[0][1]  # other samples: another content digest
+
+
+def test_a_store_rebuilt_by_another_flac_encoder_holds_the_same_data(tmp_path_factory, monkeypatch):
+    """The same build where another libFLAC encodes (simulated by another compression level):
+    other shard bytes, the same data identity, so a run is not refused its own data; a run
+    recorded before the samples basis still compares bytes."""
+    import mixer.build
+    from shards.reader import open_store
+    from trainer.runfolder import data_identity, same_data
+
+    stores = []
+    for encoder in (None, flac_at_level(0.0)):
+        root = tmp_path_factory.mktemp("encoder")
+        prep("demo-corpus", str(root / "corpus"), "--utterances-per-class", "4")
+        if encoder is not None:
+            monkeypatch.setattr(mixer.build, "encode_flac", encoder)  # --jobs 1 builds in this process
+        stores.append(open_store(build_superset(root, seed=0)))
+    a, b = stores
+    subsets = ["clean", "superset"]
+    assert a.content_sha256(basis="bytes") != b.content_sha256(basis="bytes")
+    assert data_identity(a, subsets) == data_identity(b, subsets)
+    assert data_identity(a, subsets)["basis"] == "samples"
+    before = {k: v for k, v in data_identity(a, subsets, "bytes").items() if k != "basis"}
+    assert same_data(a, before) and not same_data(b, before)
+
+
 def test_no_test_sets_is_a_successful_run_that_says_how_to_evaluate(tiny_store, tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(app, run_args(tiny_store, out, "--max-epochs", "1"))

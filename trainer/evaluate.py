@@ -45,7 +45,7 @@ def test_conditions(store: Store) -> dict[str, SampleSet]:
 
 
 def test_identity(store: Store) -> dict:
-    """The test data scored, by content (the test shards' sha256s digested)."""
+    """The test data scored, by content (the test shards' samples digested)."""
     return {"split": TEST_SPLIT, "sha256": store.content_sha256(splits=[TEST_SPLIT])}
 
 

@@ -83,20 +83,26 @@ def load_checkpoint(path: Path, device) -> dict:
     return payload
 
 
-def data_identity(store, subsets) -> dict:
+def data_identity(store, subsets, basis: str = "samples") -> dict:
     """What a run read from a store, by content: the training and validation shards of
-    ``subsets`` (their sha256s digested; see ``Store.content_sha256``)."""
+    ``subsets``, their samples digested (``Store.content_sha256``), so that a store rebuilt
+    where another libFLAC encodes the same samples is still the run's data."""
     from shards.vocab import SUPERSET_SPLITS
 
     subsets = sorted(set(subsets))
-    return {"subsets": subsets, "sha256": store.content_sha256(subsets, SUPERSET_SPLITS)}
+    return {"subsets": subsets, "basis": basis, "sha256": store.content_sha256(subsets, SUPERSET_SPLITS, basis)}
+
+
+def same_data(store, recorded: dict | None) -> bool:
+    """Whether ``store`` holds the data of a recorded identity, digested on the identity's own
+    basis (runs recorded before the basis existed digested shard bytes)."""
+    if not recorded:
+        return True  # a run from before identities were recorded: nothing to compare
+    return data_identity(store, recorded["subsets"], recorded.get("basis", "bytes"))["sha256"] == recorded["sha256"]
 
 
 def check_data_identity(store, recorded: dict | None, run: Path) -> None:
     """Refuse a store whose training data is not the data ``run`` was trained on."""
-    if not recorded:
-        return  # a run from before identities were recorded: nothing to compare
-    now = data_identity(store, recorded["subsets"])
-    if now["sha256"] != recorded["sha256"]:
+    if not same_data(store, recorded):
         raise InputError(f"{store.path}: not the data {run} was trained on (its {', '.join(recorded['subsets'])} "
                          f"shards changed since, e.g. a rebuild); use the original store or train a new run on this one")

@@ -39,7 +39,7 @@ from trainer.data import FeatureCache, SampleSet, StoreData, feature_batches, le
 from trainer.model import count_parameters
 from trainer.predict import classification_scores, predict, predict_with_loss
 from trainer.runfolder import (BEST, CONFIG, EPOCHS, LAST, LOCK, RUN_FORMAT, data_identity, load_checkpoint,
-                               read_config)
+                               read_config, same_data)
 from trainer.frontends import DEFAULT_FRONT_END, FRONT_ENDS
 from trainer.runmodel import front_end_for, new_model
 from trainer.threads import DEFAULT_CACHE_MB, thread_plan
@@ -408,7 +408,7 @@ class Trainer:
         config_doc = self._config_document(model, dist)
         if resume and (out / LAST).is_file():
             saved = read_config(out)
-            self._check_resumable(out, saved, config_doc)
+            self._check_resumable(out, saved, config_doc, self.data.store)
             checkpoint = load_checkpoint(out / LAST, self.device)
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
@@ -434,12 +434,14 @@ class Trainer:
         return model, optimizer, state
 
     @staticmethod
-    def _check_resumable(out: Path, saved: dict, config_doc: dict) -> None:
+    def _check_resumable(out: Path, saved: dict, config_doc: dict, store) -> None:
         changed = [k for k in RESUME_KEYS if saved.get(k, IMPLIED_BEFORE.get(k)) != config_doc[k]]
         if changed:
             raise InputError(f"{out / CONFIG}: --resume with other settings ({', '.join(changed)}); "
                              f"use the original ones or another --out")
-        other = [what for key, what in IDENTITY_KEYS.items() if key in saved and saved[key] != config_doc.get(key)]
+        # the data on the recorded identity's own basis (a run from before the samples basis)
+        other = [what for key, what in IDENTITY_KEYS.items() if key in saved
+                 and not (same_data(store, saved[key]) if key == "data_identity" else saved[key] == config_doc.get(key))]
         if other:
             raise InputError(f"{out}: --resume against other data ({', '.join(other)} changed since the run started); "
                              f"start a new run with another --out, or rebuild the data the run was trained on")
