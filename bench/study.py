@@ -108,10 +108,13 @@ def record_run(out: Path, record: Path, cpu_s: float, wall_s: float) -> None:
     (record / "study.json").write_text(json.dumps({"cpu_s": round(cpu_s, 1), "wall_s": round(wall_s, 1)}) + "\n")
 
 
-def write_fold_csv(path: Path, utts, test: list[str], validation: list[str]) -> None:
+def write_fold_csv(path: Path, utts, test: list[str], validation: list[str], left_out: list[str] = ()) -> None:
+    """The fold's utterances as a ``csv``-adapter file; ``left_out`` speakers are in no split."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for u in sorted(utts, key=lambda u: u.utt_id):
+        if u.speaker in left_out:
+            continue
         split = "test" if u.speaker in test else "validation" if u.speaker in validation else "train"
         rows.append((str(Path(u.path).resolve()), u.label, split, u.speaker, u.utt_id))
     with open(path, "w", newline="") as f:
@@ -184,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--validation-speakers", type=int, default=2)
+    parser.add_argument("--validation-keep", type=int, default=0,
+                        help="validate on only the first K of each fold's --validation-speakers and leave the others out "
+                             "of the store (neither train nor validation): the train and test speakers stay those of "
+                             "the full fold, for reliability against validation size (0: all)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--strategies", default="none,fixed-snr,metricaug")
     parser.add_argument("--max-epochs", type=int, default=100)
@@ -226,11 +233,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.corpus}: {len(utts)} utterances ({len(rejects)} left out), speakers {', '.join(speakers)}")
     chosen = [(f, test, validation) for f, (test, validation) in enumerate(folds) if not only or f in only]
     stores = {}
+    if not 0 <= args.validation_keep <= args.validation_speakers:
+        parser.exit(2, f"error: --validation-keep {args.validation_keep}: expected 0..{args.validation_speakers}\n")
     for f, test, validation in chosen:
-        print(f"fold {f}: test {', '.join(test)}; validation {', '.join(validation)}", flush=True)
+        left_out = validation[args.validation_keep:] if args.validation_keep else []
+        validation = validation[:len(validation) - len(left_out)]
+        print(f"fold {f}: test {', '.join(test)}; validation {', '.join(validation)}"
+              + (f"; left out {', '.join(left_out)}" if left_out else ""), flush=True)
         fold_dir = args.out / f"fold{f}"
         if not args.train_only:
-            write_fold_csv(fold_dir / "utterances.csv", utts, test, validation)
+            write_fold_csv(fold_dir / "utterances.csv", utts, test, validation, left_out)
         corpus = ["--corpus", "csv", "--root", str(fold_dir / "utterances.csv"), "--noise-root", str(args.noise_root),
                   "--out", str(fold_dir), "--jobs", str(args.jobs), "--quiet"]
         stores[f] = fold_dir / "csv"

@@ -18,6 +18,7 @@ class Utterance:
     split: str  # one of shards.vocab.SPLITS
     speaker: str = ""
     corpus: str = ""
+    gender: str = ""  # "female"/"male" where the corpus says; not stored in the table
 
 
 @dataclass(frozen=True)

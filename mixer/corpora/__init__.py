@@ -6,7 +6,7 @@ reproducible. Every label row or file left out is a :class:`~mixer.records.Rejec
 """
 from __future__ import annotations
 
-from . import csv_corpus, demo, emodb, esc50, folder, meld, msp, musan, ravdess
+from . import ased, csv_corpus, demo, emodb, esc50, folder, meld, msp, musan, ravdess
 from ._common import LabelCount, SplitOption, counting_label_rows
 
 #: The emotion corpora: the one list (``prep --corpus`` offers these, with each adapter's
@@ -16,6 +16,7 @@ EMOTION_ADAPTERS = {
     "meld": meld,
     "emodb": emodb,
     "ravdess": ravdess,
+    "ased": ased,
     "csv": csv_corpus,
     "demo": demo,
 }
@@ -34,4 +35,4 @@ def split_options(corpus: str) -> tuple[SplitOption, ...]:
     return tuple(getattr(EMOTION_ADAPTERS[corpus], "SPLIT_OPTIONS", ()))
 
 
-__all__ = ["EMOTION_ADAPTERS", "EMOTION_CORPORA", "SplitOption", "split_options", "NOISE_CORPORA", "LabelCount", "counting_label_rows", "csv_corpus", "demo", "emodb", "esc50", "folder", "meld", "msp", "musan", "ravdess"]
+__all__ = ["ased", "EMOTION_ADAPTERS", "EMOTION_CORPORA", "SplitOption", "split_options", "NOISE_CORPORA", "LabelCount", "counting_label_rows", "csv_corpus", "demo", "emodb", "esc50", "folder", "meld", "msp", "musan", "ravdess"]
