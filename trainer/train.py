@@ -34,7 +34,7 @@ from shards.atomic import atomic_output, sha256_file, write_bytes_atomic, write_
 from shards.errors import InputError
 from shards.reader import open_store
 from shards.store import folder_lock
-from shards.vocab import CLEAN_SUBSET, SUPERSET_SUBSET, TRAIN, VALIDATION
+from shards.vocab import CLEAN_SUBSET, EMOTIONS, SUPERSET_SUBSET, TRAIN, VALIDATION
 from trainer.data import FeatureCache, SampleSet, StoreData, feature_batches, length_batches, make_loader
 from trainer.model import count_parameters
 from trainer.predict import classification_scores, predict, predict_with_loss
@@ -320,7 +320,11 @@ class Trainer:
                 "val_loss_clean": _mean(clean_loss), "val_loss_levels": [_mean(loss) for loss in level_losses],
                 "val_loss_gaps": loss_gaps(clean_loss, level_losses, self.val_sources),
                 "gap_halves": {score: [half[score] for half in halves] for score in GAP_SCORES},
-                "gap_split_half_r": {score: pearson(*(half[score] for half in halves)) for score in GAP_SCORES}}
+                "gap_split_half_r": {score: pearson(*(half[score] for half in halves)) for score in GAP_SCORES},
+                # what the levels' class mix alone would make of the WF1 gaps (docs/study.md, arm D)
+                "val_f1_clean_per_class": _f1_per_class(self.val_clean.labels, predicted[0][0]),
+                "val_class_counts_levels": [np.bincount(s.labels, minlength=len(EMOTIONS)).tolist()
+                                            for s in self.val_levels]}
 
     def score_test_sets(self, model: torch.nn.Module) -> dict:
         """--test-every-epoch: WF1 and UAR of this epoch's model on every test condition. A
@@ -550,6 +554,14 @@ def _scores(labels: np.ndarray, predictions: np.ndarray) -> tuple[float, float]:
         return float("nan"), float("nan")
     result = classification_scores(labels, predictions)
     return result["wf1"], result["uar"]
+
+
+def _f1_per_class(labels: np.ndarray, predictions: np.ndarray) -> list[float]:
+    """F1 of each class in EMOTIONS order (empty for an empty set)."""
+    if labels.size == 0:
+        return []
+    per_class = classification_scores(labels, predictions)["f1_per_class"]
+    return [per_class[c] for c in EMOTIONS]
 
 
 def _mean(values: np.ndarray) -> float:
