@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import sys
+
+import pytest
 from pathlib import Path
 
 
@@ -54,3 +56,40 @@ def test_a_dry_run_names_each_variant_with_its_options(shared_dir, tmp_path, cap
     assert "--strategy none" in lines[0] and "runs-b/fold0-none-s0" in lines[0]
     assert "--strategy metricaug" in lines[1] and "--gap-score uar" in lines[1] and "fold0-metricaug-uar-s0" in lines[1]
     assert all(line.endswith("--max-steps 10") for line in lines)
+
+
+def test_validation_keep_leaves_the_other_validation_speakers_out(shared_dir, tmp_path, capsys):
+    args = ["--corpus", "ased", "--root", str(shared_dir / "audio" / "ased"), "--real-noise", str(shared_dir / "audio"),
+            "--folds", "4", "--validation-speakers", "10", "--only-folds", "1", "--seeds", "1",
+            "--strategies", "uniform", "--dry-run"]
+    study.main([*args, "--out", str(tmp_path / "all")])
+    study.main([*args, "--validation-keep", "2", "--out", str(tmp_path / "two")])
+
+    def splits(out):
+        with open(out / "fold1" / "utterances.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        return {split: {r["speaker"] for r in rows if r["split"] == split} for split in ("train", "validation", "test")}
+
+    full, kept = splits(tmp_path / "all"), splits(tmp_path / "two")
+    assert len(full["validation"]) == 10 and len(kept["validation"]) == 2 and kept["validation"] < full["validation"]
+    assert kept["train"] == full["train"] and kept["test"] == full["test"]  # the same train and test speakers
+    assert "left out" in capsys.readouterr().out
+
+
+def test_reliability_figures_on_constructed_records():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import reliability
+
+    assert reliability.spearman_brown(0.5) == pytest.approx(2 / 3)
+    assert reliability.spearman_brown(reliability.spearman_brown(0.5), 1.0) == pytest.approx(2 / 3)
+    # a model exactly as good on every level as on clean speech, class by class: its measured
+    # gaps are the class-mix gaps, and they are a function of the levels' class shares alone
+    f1 = [0.9, 0.5, 0.7, 0.3]  # angry, happy, neutral, sad
+    counts = [[40, 10, 40, 10], [10, 40, 10, 40], [25, 25, 25, 25]]
+    clean_wf1 = 0.6
+    record = {"val_f1_clean_per_class": f1, "val_class_counts_levels": counts, "val_wf1_clean": clean_wf1}
+    gaps = reliability.class_mix_gaps(record)
+    expected = [clean_wf1 - sum(c / 100 * f for c, f in zip(level, f1)) for level in counts]
+    assert gaps == pytest.approx(expected)
+    assert gaps[1] > gaps[2] > gaps[0]  # the sad- and happy-heavy level looks hardest
+    assert reliability.class_mix_gaps({"val_wf1_clean": 0.5}) is None  # runs from before the record
