@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from shards.vocab import CLEAN_SUBSET, SUPERSET_SUBSET, VALIDATION
 from trainer.cli import app
 from trainer.predict import classification_scores
 from trainer.protocol import GAP_SCORES, gaps
@@ -63,15 +65,88 @@ def test_resume_with_another_rule_is_refused(demo_store, tmp_path):
     assert again.output.count("\n") == 1
 
 
-def test_pooled_falls_back_to_clean_without_a_level_index_and_says_so(demo_store, tmp_path, monkeypatch):
-    monkeypatch.setattr("shards.reader.Store.level_index", lambda self, *a, **k: (_ for _ in ()).throw(
-        __import__("shards.errors", fromlist=["InputError"]).InputError("no index")))
+@pytest.fixture()
+def store_without_levels(demo_store, tmp_path) -> Path:
+    """The demo store as it is before 'prep score': no level index."""
+    store = tmp_path / "demo"
+    shutil.copytree(demo_store, store, ignore=shutil.ignore_patterns("levels"))
+    return store
+
+
+def validation_keys(store: Path) -> tuple[list[str], list[str]]:
+    """The keys of the clean validation utterances and of the superset's validation mixes."""
+    from shards.reader import open_store
+
+    def keys(subset):
+        table = open_store(store).table(["key"], filters=[("subset", "=", subset), ("split", "=", VALIDATION)])
+        return table["key"].to_pylist()
+    return keys(CLEAN_SUBSET), keys(SUPERSET_SUBSET)
+
+
+def test_superset_without_a_level_index_selects_on_the_clean_utterances_and_every_validation_mix(
+        store_without_levels, tmp_path, monkeypatch):
+    """Pooling needs no levels: every validation mix of the superset with the clean validation
+    utterances, each predicted once per epoch, scored as one set, and the log says so."""
+    import trainer.train
+
+    evaluated = []  # (keys, labels, predictions) of every set an epoch's validation predicts
+
+    def spy(model, features, samples, workers, cache):
+        predictions, losses = real(model, features, samples, workers, cache)
+        evaluated.append(([samples.key(i) for i in range(len(samples))], samples.labels.copy(), predictions))
+        return predictions, losses
+    real = trainer.train.predict_with_loss
+    monkeypatch.setattr(trainer.train, "predict_with_loss", spy)
+    lines = []
+    out = tmp_path / "superset"
+    Trainer(TrainConfig(data=str(store_without_levels), out=str(out), strategy="superset", max_epochs=1, workers=0,
+                        batch_size=16), log=lines.append, progress=False).run()
+    clean, mixes = validation_keys(store_without_levels)
+    assert len(mixes) > len(clean) > 0
+    assert sorted(k for keys, _, _ in evaluated for k in keys) == sorted(clean + mixes)  # each once
+    labels = np.concatenate([lab for _, lab, _ in evaluated])
+    predictions = np.concatenate([p for _, _, p in evaluated])
+    record = json.loads((out / "epochs.jsonl").read_text().splitlines()[0])
+    assert record["val_wf1_pooled"] == pytest.approx(classification_scores(labels, predictions)["wf1"], abs=1e-12)
+    assert record["val_wf1_levels"] == []
+    config = json.loads((out / "config.json").read_text())
+    assert config["selected_on"] == "pooled" and config["val_pool_mixes"] == len(mixes)
+    assert config["level_index"] == "" and SUPERSET_SUBSET in config["data_identity"]["subsets"]
+    assert any(f"selecting on pooled (no level index: the clean validation utterances and every validation mix of "
+               f"the superset ({len(mixes)}), pooled)" in line for line in lines)
+
+
+def test_without_a_level_index_val_per_level_caps_the_pool_as_k_levels_would(store_without_levels, tmp_path):
+    """--val-per-level M with --levels K: a fixed, seeded K x M of the validation mixes, the same
+    for the same seed; M alone: every mix, and the note says what --levels would do."""
+    _, mixes = validation_keys(store_without_levels)
+
+    def pool(seed: int, **options) -> tuple[list[str], str]:
+        t = Trainer(TrainConfig(data=str(store_without_levels), out=str(tmp_path / "unused"), strategy="superset",
+                                workers=0, seed=seed, **options), log=lambda line: None, progress=False)
+        return [t.val_pool.key(i) for i in range(len(t.val_pool))], t.pool_note
+
+    capped, note = pool(0, val_per_level=3, levels=2)
+    assert len(set(capped)) == 6 and set(capped) <= set(mixes) and "(--val-per-level 3 x --levels 2)" in note
+    assert pool(0, val_per_level=3, levels=2)[0] == capped and pool(1, val_per_level=3, levels=2)[0] != capped
+    every, note = pool(0, val_per_level=3)
+    assert sorted(every) == sorted(mixes) and "add --levels K to pool K x 3" in note
+
+
+def test_pooled_falls_back_to_clean_without_levels_or_validation_mixes_and_says_so(store_without_levels, tmp_path,
+                                                                                  monkeypatch):
+    from trainer.data import SampleSet, StoreData
+
+    subset = StoreData.subset
+    monkeypatch.setattr(StoreData, "subset", lambda self, name, split: SampleSet.concat([])
+                        if (name, split) == (SUPERSET_SUBSET, VALIDATION) else subset(self, name, split))
     lines = []
     out = tmp_path / "none"
-    Trainer(TrainConfig(data=str(demo_store), out=str(out), strategy="none", max_epochs=1, workers=0),
+    Trainer(TrainConfig(data=str(store_without_levels), out=str(out), strategy="none", max_epochs=1, workers=0),
             log=lines.append, progress=False).run()
     assert json.loads((out / "config.json").read_text())["selected_on"] == "clean"
-    assert any("selecting on pooled (no level index: the clean validation set)" in line for line in lines)
+    assert any("selecting on pooled (no level index and no validation mixes: the clean validation set)" in line
+               for line in lines)
 
 
 def test_max_steps_stops_at_exactly_s_steps_and_records_them(demo_store, tmp_path):

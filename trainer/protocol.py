@@ -22,6 +22,7 @@ STREAM_NORMALISATION = 3  # the clean utterances the feature statistics are esti
 STREAM_VALIDATION_SUBSET = 7  # --val-per-level: the fixed subset of each level's validation mixes
 STREAM_SUPERSET_DRAW = 8  # the superset strategy: which train mixes an epoch trains on
 STREAM_SPLIT_HALF = 9  # the two halves of the validation utterances (feedback reliability)
+STREAM_VALIDATION_POOL = 10  # no level index, --val-per-level M --levels K: the fixed subset of pooled mixes
 #: torch's seed for dropout in epoch e is seed * DROPOUT_SEED_STRIDE + e
 DROPOUT_SEED_STRIDE = 100_003
 
@@ -106,6 +107,38 @@ def pearson(a: Sequence[float], b: Sequence[float]) -> float:
     x, y = x - x.mean(), y - y.mean()
     denominator = math.sqrt(float((x * x).sum()) * float((y * y).sum()))
     return float((x * y).sum() / denominator) if denominator > 0 else float("nan")
+
+
+#: The least split-half r of the gaps (the gap score in use, epochs after the burn-in, mean)
+#: at which MetricAug's feedback counts as measuring something: below it ``trainer run`` warns
+#: and the report's feedback table marks the run. Provisional: its value is to come from
+#: docs/study.md's reliability curve (split-half r against validation size).
+FEEDBACK_RELIABILITY_MIN = 0.5
+#: The first epochs, while the model changes fast, do not count towards the reliability ...
+FEEDBACK_BURN_IN = 5
+#: ... and it is judged once at least this many epochs after them have a split-half r.
+FEEDBACK_JUDGE_EPOCHS = 5
+
+
+def feedback_reliability(split_half_rs: Sequence[float]) -> float:
+    """The feedback's reliability from a run's per-epoch split-half r (epoch 1 first): their
+    mean over the epochs after FEEDBACK_BURN_IN, NaN (a constant gap vector) left out; NaN
+    until FEEDBACK_JUDGE_EPOCHS such epochs have a finite r."""
+    after = np.asarray(split_half_rs[FEEDBACK_BURN_IN:], dtype=float)
+    after = after[np.isfinite(after)]
+    return float(after.mean()) if after.size >= FEEDBACK_JUDGE_EPOCHS else float("nan")
+
+
+def feedback_unreliable(split_half_rs: Sequence[float]) -> bool:
+    """Whether a run's feedback, judged on the epochs so far, is below FEEDBACK_RELIABILITY_MIN."""
+    return feedback_reliability(split_half_rs) < FEEDBACK_RELIABILITY_MIN  # NaN: not judged yet
+
+
+def warn_unreliable_now(split_half_rs: Sequence[float]) -> bool:
+    """Whether the last epoch of ``split_half_rs`` is the first at which the feedback is judged
+    unreliable: a run warns once, at that epoch (the same epoch after a resume)."""
+    return feedback_unreliable(split_half_rs) and not any(
+        feedback_unreliable(split_half_rs[:e]) for e in range(len(split_half_rs)))
 
 
 def split_halves(utt_ids: Sequence[str], rng: np.random.Generator) -> np.ndarray:

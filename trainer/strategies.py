@@ -20,11 +20,15 @@ import numpy as np
 
 from shards.errors import InputError
 from shards.metrics import builtin_metric_spec
-from shards.vocab import COPYPASTE_MIX_SUBSET, COPYPASTE_SUBSET, FIXED_SNR_SUBSET, SUPERSET_SUBSET, TRAIN
+from shards.vocab import COPYPASTE_MIX_SUBSET, COPYPASTE_SUBSET, EMOTIONS, FIXED_SNR_SUBSET, SUPERSET_SUBSET, TRAIN
 from trainer.protocol import STREAM_LEVEL_DRAW, STREAM_SUPERSET_DRAW
 
 if TYPE_CHECKING:  # pragma: no cover
     from trainer.data import SampleSet, StoreData
+
+
+#: The report's name for a run drawn with --stratify-class (its column: e.g. STOI-GMM · stratified).
+STRATIFIED_LABEL = "stratified"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class StrategyContext:
     floor: float  # the least weight a level keeps (Algorithm 1's L)
     rng: Callable[..., np.random.Generator]  # rng(stream, *parts): the run's stream (trainer.protocol)
     score_command: str = ""  # the 'prep score ...' that writes the run's level index
+    stratify_class: bool = False  # --stratify-class: draw by level within classes, keeping the clean class prior
 
 
 @dataclass(frozen=True)
@@ -185,12 +190,22 @@ class MetricAug(Strategy):
         if sum(ctx.data.train_level_sizes) == 0:
             raise InputError(f"{index.path}: no train mix has a level; run '{ctx.score_command} --levels K' "
                              f"with fewer levels")
+        if ctx.stratify_class:  # the class of every level member, and the clean train prior to keep
+            from trainer.data import labels_of
+
+            self.level_labels = [labels_of(ctx.data.members(TRAIN, k).label, str(index.members_path))
+                                 for k in range(1, ctx.K + 1)]
+            self.class_counts = np.bincount(ctx.train_clean.labels, minlength=len(EMOTIONS))
 
     def epoch_samples(self, ctx: StrategyContext, epoch: int, weights: list[float]) -> EpochSamples:
         from trainer.data import SampleSet
-        from trainer.weights import plan_epoch_draw
+        from trainer.weights import plan_epoch_draw, plan_stratified_draw
 
-        draw = plan_epoch_draw(ctx.data.train_level_sizes, ctx.N, weights, ctx.rng(STREAM_LEVEL_DRAW, epoch))
+        rng = ctx.rng(STREAM_LEVEL_DRAW, epoch)
+        if ctx.stratify_class:
+            draw = plan_stratified_draw(self.level_labels, ctx.N, weights, self.class_counts, rng)
+        else:
+            draw = plan_epoch_draw(ctx.data.train_level_sizes, ctx.N, weights, rng)
         parts = [ctx.train_clean] + [ctx.data.level_samples(TRAIN, k + 1, idx)
                                      for k, idx in enumerate(draw.indices) if idx.size]
         return EpochSamples(SampleSet.concat(parts), list(draw.counts), draw.messages)
@@ -214,7 +229,8 @@ class MetricAug(Strategy):
         return f"{metric}-{quant}"
 
     def variant_rank(self, config: dict) -> int:
-        return int(config.get("gap_score", "wf1") != "wf1") + int(bool(config.get("gap_smoothing", 0.0)))
+        return (int(config.get("gap_score", "wf1") != "wf1") + int(bool(config.get("gap_smoothing", 0.0)))
+                + int(bool(config.get("stratify_class", False))))
 
     def column_label(self, config: dict) -> str:
         label = self.levels_label(config)
@@ -222,7 +238,12 @@ class MetricAug(Strategy):
             label += f" {config['gap_score'].upper()}-gap"
         if config.get("gap_smoothing", 0.0):
             label += f" EMA {config['gap_smoothing']:g}"
-        return label
+        return label + self.draw_label(config)
+
+    @staticmethod
+    def draw_label(config: dict) -> str:
+        """How the run drew within levels, when not as the paper (plainly at random)."""
+        return f" · {STRATIFIED_LABEL}" if config.get("stratify_class", False) else ""
 
 
 class UniformLevels(MetricAug):
@@ -240,8 +261,11 @@ class UniformLevels(MetricAug):
     def run_name(self, metric: str, quant: str) -> str:
         return f"{metric}-{quant}-uniform"
 
+    def variant_rank(self, config: dict) -> int:
+        return int(bool(config.get("stratify_class", False)))  # no feedback: the gap options change nothing
+
     def column_label(self, config: dict) -> str:
-        return f"{self.levels_label(config)} {self.label}"
+        return f"{self.levels_label(config)} {self.label}{self.draw_label(config)}"
 
 
 #: The registry, in the report's column order: the baselines first (the paper's, then the

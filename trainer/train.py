@@ -6,9 +6,12 @@ evaluated on the clean validation set and on each level's validation mixes; the 
 g_k = WF1_clean - WF1_k (or UAR, ``--gap-score``) give the next weights by Algorithm 1
 (``trainer.weights``). The epoch kept (``best.pt``) and early stopping follow the selection
 rule (``--select``): WF1 over the clean validation set and every level's mixes pooled, as the
-authors, or the clean set alone. ``--max-steps`` ends training after exactly S optimizer
-steps, validating the partial last epoch. What each strategy trains on lives in
-``trainer.strategies``; the run folder's files in ``trainer.runfolder``.
+authors (without a level index: every validation mix of the superset), or the clean set alone.
+``--stratify-class`` draws each level's mixes class by class, keeping the clean class prior.
+``--max-steps`` ends training after exactly S optimizer steps, validating the partial last
+epoch. Once the split-half r of the gaps shows the feedback is noise, the log warns once
+(``trainer.protocol``). What each strategy trains on lives in ``trainer.strategies``; the run
+folder's files in ``trainer.runfolder``.
 
 Everything an epoch does is a function of (seed, epoch, the state at its start): the draw,
 the batch order and dropout are seeded by (seed, epoch). The state is checkpointed after
@@ -43,20 +46,21 @@ from trainer.runfolder import (BEST, CONFIG, EPOCHS, LAST, LOCK, RUN_FORMAT, dat
 from trainer.frontends import DEFAULT_FRONT_END, FRONT_ENDS
 from trainer.runmodel import front_end_for, new_model
 from trainer.threads import DEFAULT_CACHE_MB, thread_plan
-from trainer.protocol import (DROPOUT_SEED_STRIDE, GAP_SCORES, SELECTION_RULES, STREAM_BATCH_ORDER,
-                              STREAM_NORMALISATION, STREAM_SPLIT_HALF, STREAM_VALIDATION_SUBSET, check_gap_score,
-                              check_smoothing, gaps as score_gaps, loss_gaps, pearson, smooth, smooth_halves, split_halves,
-                              weights_l1)
-from trainer.strategies import StrategyContext, get_strategy
+from trainer.protocol import (DROPOUT_SEED_STRIDE, FEEDBACK_BURN_IN, FEEDBACK_RELIABILITY_MIN, GAP_SCORES,
+                              SELECTION_RULES, STREAM_BATCH_ORDER, STREAM_NORMALISATION, STREAM_SPLIT_HALF,
+                              STREAM_VALIDATION_POOL, STREAM_VALIDATION_SUBSET, check_gap_score, check_smoothing,
+                              feedback_reliability, gaps as score_gaps, loss_gaps, pearson, smooth, smooth_halves,
+                              split_halves, warn_unreliable_now, weights_l1)
+from trainer.strategies import STRATEGIES, StrategyContext, get_strategy
 from trainer.weights import LEVEL_FLOOR
 
 #: Clean train utterances used to estimate the feature normalisation (mean, std per dim).
 NORM_UTTERANCES = 512
 #: Settings a resumed run must share with the run it continues (config.json keys).
 RESUME_KEYS = ("data", "strategy", "metric", "quant", "hidden", "features", "batch_size", "lr", "seed", "floor",
-               "select", "gap_score", "gap_smoothing")
+               "select", "gap_score", "gap_smoothing", "stratify_class")
 #: What config.json files written before a setting existed imply for it.
-IMPLIED_BEFORE = {"select": "clean", "gap_score": "wf1", "gap_smoothing": 0.0}
+IMPLIED_BEFORE = {"select": "clean", "gap_score": "wf1", "gap_smoothing": 0.0, "stratify_class": False}
 #: What the run read, by content: a resume must read the same.
 IDENTITY_KEYS = {"data_identity": "the store's train/validation data", "level_index_sha256": "the level index",
                  "checkpoint_sha256": "the vq-wav2vec checkpoint",
@@ -86,6 +90,7 @@ class TrainConfig:
     select: str = "pooled"  # the validation set that picks best.pt and stops early (SELECTION_RULES)
     gap_score: str = "wf1"  # the score of the gaps g_k that Algorithm 1 reads (GAP_SCORES)
     gap_smoothing: float = 0.0  # B: Algorithm 1 reads h_e = B h_(e-1) + (1 - B) g_e; 0: the paper's raw gaps
+    stratify_class: bool = False  # level strategies: draw within (level, class) cells, keeping the clean class prior
     max_steps: int = 0  # 0: no limit; else training ends after exactly this many optimizer steps
     seed: int = 0
     device: str = "auto"
@@ -174,6 +179,10 @@ class Trainer:
         if config.max_steps < 0:
             raise InputError(f"--max-steps {config.max_steps}: expected 0 (no limit) or a positive number of steps")
         self.strategy = get_strategy(config.strategy)
+        if config.stratify_class and not self.strategy.draws_levels:
+            level_strategies = ", ".join(name for name, s in STRATEGIES.items() if s.draws_levels)
+            raise InputError(f"--stratify-class: --strategy {config.strategy} draws no levels; the option is for "
+                             f"{level_strategies}")
         store = open_store(config.data)
         try:
             index = store.level_index(config.metric, config.quant, config.levels)
@@ -205,8 +214,11 @@ class Trainer:
         #: the feedback's split-half reliability
         self.val_half = split_halves(val_utt_ids, self.rng(STREAM_SPLIT_HALF))
         self.N = len(self.train_clean)
-        #: the rule that picks best.pt: pooled needs the levels' validation mixes
-        self.selected_on = config.select if (config.select == "clean" or self.K) else "clean"
+        #: no level index: the validation mixes the pooled rule pools with the clean utterances
+        self.val_pool, self.pool_note = (self._validation_pool() if not self.K and config.select == "pooled"
+                                         else (SampleSet.concat([]), ""))
+        #: the rule that picks best.pt: pooled needs validation mixes (the levels', or the superset's)
+        self.selected_on = config.select if (config.select == "clean" or self.K or len(self.val_pool)) else "clean"
         #: --test-every-epoch: the test conditions scored after each epoch, for the record only
         self.test_sets: dict[str, SampleSet] = {}
         if config.test_every_epoch:
@@ -218,7 +230,8 @@ class Trainer:
                 raise InputError(f"--test-every-epoch: {exc}") from None
         self.context = StrategyContext(
             data=self.data, train_clean=self.train_clean, N=self.N, K=self.K, floor=config.floor, rng=self.rng,
-            score_command=f"prep score {config.data} --metric {config.metric} --quant {config.quant}")
+            score_command=f"prep score {config.data} --metric {config.metric} --quant {config.quant}",
+            stratify_class=config.stratify_class)
         self.strategy.prepare(self.context)
 
     def rng(self, stream: int, *parts: int) -> np.random.Generator:
@@ -236,12 +249,29 @@ class Trainer:
         sources = np.array([position[u] for u in self.data.level_utt_ids(VALIDATION, level, pick)], dtype=np.int64)
         return self.data.level_samples(VALIDATION, level, pick), sources
 
+    def _validation_pool(self) -> tuple[SampleSet, str]:
+        """Without a level index, what the pooled rule pools with the clean validation utterances,
+        and its name for the log: every validation mix of the superset, as the level path pools
+        every level's (all but the mixes no level holds). With --val-per-level M and --levels K,
+        a fixed, seeded subset of K x M of them: the most the level path would pool with K levels."""
+        mixes = self.data.subset(SUPERSET_SUBSET, VALIDATION)
+        size, m, k = len(mixes), self.config.val_per_level, self.config.levels
+        if m and k and size > m * k:
+            pick = np.sort(self.rng(STREAM_VALIDATION_POOL).choice(size, m * k, replace=False))
+            return mixes.take(pick), (f"a fixed, seeded {m * k} of the {size} validation mixes of the superset "
+                                      f"(--val-per-level {m} x --levels {k})")
+        note = f"every validation mix of the superset ({size})"
+        if m and not k:
+            note += f"; --val-per-level caps each level and there are no levels: add --levels K to pool K x {m}"
+        return mixes, note
+
     def loader(self, samples: SampleSet, batches: list[np.ndarray]):
         return make_loader(samples, batches, self.config.workers)
 
     def data_read(self) -> dict:
         """What the run reads, by content (config.json; a resume and ``trainer eval`` compare)."""
-        subsets = [CLEAN_SUBSET, *self.strategy.subsets] + ([SUPERSET_SUBSET] if self.data.index else [])
+        validated_on = [SUPERSET_SUBSET] if self.data.index or len(self.val_pool) else []  # the validation mixes
+        subsets = [CLEAN_SUBSET, *self.strategy.subsets] + validated_on
         identity = {"data_identity": data_identity(self.data.store, subsets)}
         if self.data.index:
             identity["level_index_sha256"] = sha256_file(self.data.index.path)
@@ -308,7 +338,10 @@ class Trainer:
         sets = [self.val_clean, *self.val_levels]
         predicted = [outcomes(s) for s in sets]
         clean, *levels = [_scores(s.labels, p) for s, (p, _) in zip(sets, predicted)]
-        pooled = _scores(np.concatenate([s.labels for s in sets]), np.concatenate([p for p, _ in predicted]))
+        pool = [self.val_pool] if len(self.val_pool) else []  # no level index: the mixes pooled without levels
+        pool_predicted = [outcomes(s) for s in pool]
+        pooled = _scores(np.concatenate([s.labels for s in sets + pool]),
+                         np.concatenate([p for p, _ in predicted + pool_predicted]))
         clean_loss = predicted[0][1]
         level_losses = [loss for _, loss in predicted[1:]]
         halves = [_half_gaps(self.val_clean.labels, predicted[0], self.val_levels, predicted[1:], self.val_sources,
@@ -349,6 +382,7 @@ class Trainer:
         self.cache = FeatureCache(cap * 2**20, pad)
         parts = [("clean validation", self.val_clean)]
         parts += [(f"validation level {k + 1}", s) for k, s in enumerate(self.val_levels)]
+        parts += [("validation mixes (pooled, no levels)", self.val_pool)] if len(self.val_pool) else []
         parts += [("clean train", self.train_clean)] + self.strategy.fixed_inputs()
         parts += [(f"test {name}", s) for name, s in self.test_sets.items()]  # last: never displaces the rest
         left_out = []
@@ -398,8 +432,8 @@ class Trainer:
                 "train_size_n": self.strategy.train_size_n(self.context),
                 "level_index": str(self.data.index.path) if self.data.index else "",
                 "metric_label": self.data.index.metric_label if self.data.index else "",
-                "selected_on": self.selected_on, "parameters": count_parameters(model), "world_size": dist.world,
-                "train_level_sizes": self.data.train_level_sizes, **self.data_read()}
+                "selected_on": self.selected_on, "val_pool_mixes": len(self.val_pool),
+                "parameters": count_parameters(model), "world_size": dist.world, "train_level_sizes": self.data.train_level_sizes, **self.data_read()}
 
     def _start_or_resume(self, out: Path, dist: Distributed, resume: bool):
         """The model, optimizer and state a run starts from: new, or the last finished epoch
@@ -431,7 +465,10 @@ class Trainer:
         if dist.main:
             self._write_records(out, state.records)  # drops lines of an epoch a kill interrupted
             what = f"{cfg.metric}-{cfg.quant} K={self.K}" if self.strategy.draws_levels else cfg.strategy
-            fallback = " (no level index: the clean validation set)" if self.selected_on != cfg.select else ""
+            fallback = (" (no level index and no validation mixes: the clean validation set)"
+                        if self.selected_on != cfg.select else
+                        f" (no level index: the clean validation utterances and {self.pool_note}, pooled)"
+                        if len(self.val_pool) else "")
             self.log(f"{what}: N={self.N} clean train utterances, {config_doc['train_size_n']:g}N per epoch, train level "
                      f"sizes {self.data.train_level_sizes}, {count_parameters(model)} parameters, device {self.device}, "
                      f"{dist.world} process(es); selecting on {cfg.select}{fallback}")
@@ -494,6 +531,9 @@ class Trainer:
             for message in drawn.messages:
                 self.log(f"epoch {epoch}: {message}")
             self.log(self._summary(record, improved))
+            warning = self._feedback_warning(state.records)
+            if warning:
+                self.log(warning)
         dist.barrier()
 
     def _train_epoch(self, net, optimizer, samples: SampleSet, batches, epoch: int, dist: Distributed) -> float:
@@ -538,9 +578,29 @@ class Trainer:
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
         write_bytes_atomic(out / EPOCHS, text.encode())
 
+    def _feedback_warning(self, records: list[dict]) -> str:
+        """One line at the first epoch at which the feedback Algorithm 1 reads is judged
+        unreliable (``trainer.protocol.warn_unreliable_now``: the mean split-half r of the gap
+        score in use after the burn-in, below FEEDBACK_RELIABILITY_MIN); else '' (and always
+        for a strategy whose weights do not follow the feedback)."""
+        if not self.strategy.adapts_weights:
+            return ""
+        score = self.config.gap_score
+        rs = [(r.get("gap_split_half_r") or {}).get(score, float("nan")) for r in records]
+        if not warn_unreliable_now(rs):
+            return ""
+        return (f"warning: the feedback looks like noise: the split-half r of the {score.upper()} gaps averages "
+                f"{feedback_reliability(rs):.2f} over epochs {FEEDBACK_BURN_IN + 1}-{len(rs)}, below "
+                f"{FEEDBACK_RELIABILITY_MIN:g} (two halves of the validation utterances disagree on which level is "
+                f"hard); use more validation speakers (more validation utterances), or train --strategy superset "
+                f"(no feedback)")
+
     def _summary(self, r: dict, improved: bool) -> str:
         levels = " ".join(f"{w:.3f}" for w in r["val_wf1_levels"])
         weights = f"weights [{' '.join(f'{w:.2f}' for w in r['weights'])}]  " if r["weights"] else ""
+        if self.strategy.draws_levels:  # how far two halves of the validation set agree on the gaps
+            score = self.config.gap_score
+            weights += f"split-half r ({score.upper()}) {r['gap_split_half_r'][score]:.2f}  "
         levels = f"levels [{levels}]  " if levels else ""
         pooled = f"pooled {r['val_wf1_pooled']:.4f}  " if r["val_wf1_levels"] else ""
         return (f"epoch {r['epoch']:3d}  loss {r['loss']:.4f}  val WF1 clean {r['val_wf1_clean']:.4f}"

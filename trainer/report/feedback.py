@@ -12,15 +12,21 @@ Read from the epoch records of every run that validates on levels:
   loss), and for the feedback Algorithm 1 actually read (the gaps smoothed over epochs by
   ``--gap-smoothing``). Halves that disagree mean the feedback is mostly noise. Recorded by
   runs trained since the ablations (issue 22); older runs show '–'.
+
+A run is marked when its feedback is unreliable by the rule ``trainer run`` warns on
+(``trainer.protocol.feedback_reliability``: the mean split-half r of the run's own gap score
+over the epochs after the burn-in, below ``FEEDBACK_RELIABILITY_MIN``).
 """
 from __future__ import annotations
 
 import warnings
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
-from trainer.protocol import GAP_SCORES, pearson, weights_l1
+from trainer.protocol import (FEEDBACK_BURN_IN, FEEDBACK_JUDGE_EPOCHS, FEEDBACK_RELIABILITY_MIN, GAP_SCORES,
+                              feedback_reliability, pearson, weights_l1)
 from trainer.report.runs import column_order
 
 SCORE_LABELS = {"wf1": "WF1", "uar": "UAR", "loss": "loss"}
@@ -50,6 +56,13 @@ def run_feedback(epochs: list[dict]) -> dict:
     return out
 
 
+def run_reliability(run: dict) -> float:
+    """A run's feedback reliability as ``trainer run`` judges it: the split-half r of its own gap
+    score, mean over the epochs after the burn-in (NaN: too few epochs, or not recorded)."""
+    score = run["config"].get("gap_score", "wf1")
+    return feedback_reliability([(e.get("gap_split_half_r") or {}).get(score, float("nan")) for e in run["epochs"]])
+
+
 def per_epoch(epochs: list[dict], key: str) -> np.ndarray:
     """A per-epoch series: the weights' L1 move after each epoch, or a recorded scalar."""
     if key == "weights_l1":
@@ -73,8 +86,10 @@ def feedback_table(runs: list[dict]) -> str:
         return ""
     keys = ["weights_l1", "gap_r_next"] + [f"split_half_r_{s}" for s in GAP_SCORES] + ["feedback_split_half_r"]
     header = (["Strategy", "Runs", "Weights L1 / epoch", "Gap r, epoch to next"]
-              + [f"Split-half r, {SCORE_LABELS.get(s, s)} gaps" for s in GAP_SCORES] + ["Split-half r, feedback read"])
+              + [f"Split-half r, {SCORE_LABELS.get(s, s)} gaps" for s in GAP_SCORES] + ["Split-half r, feedback read"]
+              + [f"Runs below r = {FEEDBACK_RELIABILITY_MIN:g}"])
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    marked = []
     for label, group in by_label.items():
         figures = [run_feedback(r["epochs"]) for r in group]
         cells = []
@@ -82,12 +97,24 @@ def feedback_table(runs: list[dict]) -> str:
             values = np.array([f[key] for f in figures], dtype=float)
             finite = values[np.isfinite(values)]
             cells.append(f"{finite.mean():.2f} ({finite.std():.2f})" if finite.size else "–")
+        reliability = [(run, run_reliability(run)) for run in group]
+        judged = [(run, r) for run, r in reliability if np.isfinite(r)]
+        below = [(run, r) for run, r in judged if r < FEEDBACK_RELIABILITY_MIN]
+        cells.append(f"{len(below)} of {len(judged)}" + (" ⚠" if below else "") if judged else "–")
         lines.append(f"| {label} | {len(group)} | " + " | ".join(cells) + " |")
+        if below:
+            marked.append(f"- ⚠ {label}: " + ", ".join(f"{Path(run['path']).name} ({r:.2f})" for run, r in below))
     note = ("\nMeans over epochs, then over runs (sd over runs). Weights L1: sum over levels of |w(e+1) − w(e)|. "
             "Gap r: correlation across levels of consecutive epochs' gap vectors (the run's gap score). Split-half r: "
             "correlation across levels of the gap vectors of two disjoint halves of the validation utterances (each "
             "mix with its utterance); 'feedback read' is the vector Algorithm 1 read (smoothed gaps). 1: the halves "
-            "agree; 0: noise. '–': not recorded (runs from before the figures existed) or no weights.\n")
+            "agree; 0: noise. '–': not recorded (runs from before the figures existed) or no weights. "
+            f"Runs below r = {FEEDBACK_RELIABILITY_MIN:g}: runs whose split-half r of their own gap score, mean over "
+            f"the epochs after the first {FEEDBACK_BURN_IN}, is below it (the rule 'trainer run' warns on; judged on "
+            f"runs with at least {FEEDBACK_JUDGE_EPOCHS} such epochs, of the runs counted after 'of').\n")
+    if marked:
+        note += ("\nRuns whose feedback is below the reliability minimum (their mean split-half r):\n\n"
+                 + "\n".join(marked) + "\n")
     return "\n".join(lines) + "\n" + note
 
 
