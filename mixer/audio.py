@@ -182,10 +182,13 @@ def _check(path, wav: np.ndarray) -> np.ndarray:
     return wav
 
 
-def load_audio(path: str | Path, sr: int = TARGET_SR) -> np.ndarray:
+def load_audio(path: str | Path, sr: int = TARGET_SR, channel: int | None = None,
+               max_seconds: float | None = None) -> np.ndarray:
     """Whole file as mono float32 at ``sr``. Raises :class:`AudioError` for unreadable,
     truncated, empty or silent files and for NaN or infinite samples. The level is left as
-    decoded: a float file may go beyond +-1 (see :func:`mixer.mixing.fit_pcm16`)."""
+    decoded: a float file may go beyond +-1 (see :func:`mixer.mixing.fit_pcm16`).
+    ``channel``: that channel alone (0: the first) instead of the channels' mean (media
+    containers are always downmixed); ``max_seconds``: a longer file is refused."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(path, "file not found")
@@ -202,7 +205,9 @@ def load_audio(path: str | Path, sr: int = TARGET_SR) -> np.ndarray:
         shortfall = _riff_shortfall(path) or _ogg_shortfall(path) or _length_shortfall(stated, len(data), native_sr)
         if shortfall:
             raise AudioError(path, shortfall)
-        data = to_mono(data)
+        data = to_mono(data) if channel is None else np.ascontiguousarray(data[:, min(channel, data.shape[1] - 1)])
+    if max_seconds is not None and len(data) > max_seconds * native_sr:
+        raise AudioError(path, f"too long ({len(data) / native_sr:.3f} s, the limit is {max_seconds:g} s)")
     bad = _first_nonfinite(data)
     if bad is not None:
         raise AudioError(path, _nonfinite_reason(bad, native_sr))

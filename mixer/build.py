@@ -24,10 +24,12 @@ import numpy as np
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from mixer.audio import AudioError, load_audio, read_segment
-from mixer.mixing import MixError, fit_noise, fit_pcm16, mix_at_snr
-from mixer.plan import MixSpec, NoiseShardTask, ShardTask, UttJob
-from shards.mixing import float_to_pcm16, noise_stretch, pcm16_to_float
-from shards.reader import NoiseLocation, stored_noise
+from mixer.distortions import make_mix
+from mixer.mixing import MixError, fit_noise, fit_pcm16
+from mixer.plan import SOURCE_TASKS, MixSpec, NoiseShardTask, RirRef, RirShardTask, ShardTask, TalkerRef, UttJob
+from mixer.rir import load_rir, rir_digest
+from shards.mixing import float_to_pcm16, noise_stretch, pcm16_to_float, stretch_offset
+from shards.reader import NoiseLocation, stored_noise, stored_rir
 from scoring.metrics import score_mixes
 from shards import store as st
 from shards.atomic import write_json_atomic
@@ -35,9 +37,10 @@ from shards.cores import usable_cores
 from shards.errors import InputError
 from shards.metrics import MetricSpec, adopt, metric_specs
 from shards.vocab import (
-    NOISE_EXT, NOISE_SUBSET, RECIPE_LAYOUT, SAMPLE_RATE, SHARDS_DIR, noise_key, rows_relpath, shard_path, shard_relpath,
+    NOISE_EXT, NOISE_SUBSET, RECIPE_LAYOUT, RIR_EXT, RIR_SUBSET, SAMPLE_RATE, SHARDS_DIR, noise_key, rir_key,
+    rows_relpath, shard_path, shard_relpath,
 )
-from shards.writer import ShardWriter, encode_flac, encode_json, encode_wav_pcm16
+from shards.writer import ShardWriter, encode_flac, encode_json, encode_npy, encode_wav_pcm16
 
 #: Tests only: a worker that starts the shard named in this variable kills itself with
 #: SIGKILL, as the kernel's out-of-memory killer would (tests/test_faults_store.py).
@@ -77,8 +80,7 @@ def stamp_inputs(tasks: list[ShardTask]) -> list[ShardTask]:
 def noise_offset(spec: MixSpec, num_samples: int) -> int:
     """Where a mix's noise stretch starts: its seeded share of the free room, or 0 for a
     noise no longer than the speech (then repeated)."""
-    room = spec.noise_samples - num_samples
-    return min(int(spec.offset_fraction * (room + 1)), room) if room > 0 else 0
+    return stretch_offset(spec.offset_fraction, spec.noise_samples, num_samples)
 
 
 def read_noise(spec: MixSpec, num_samples: int) -> tuple[np.ndarray, int]:
@@ -147,6 +149,8 @@ def build_shard(store_dir: str, task: ShardTask | NoiseShardTask, owner: str | N
     with threadpool_limits(limits=1):
         if isinstance(task, NoiseShardTask):
             return _build_noise_shard(Path(store_dir), task, owner)
+        if isinstance(task, RirShardTask):
+            return _build_rir_shard(Path(store_dir), task, owner)
         if task.layout == RECIPE_LAYOUT:
             return _build_recipe_part(Path(store_dir), task, owner, noise_index or {})
         return _build_shard(Path(store_dir), task, owner)
@@ -202,10 +206,11 @@ def _build_recipe_part(store: Path, task: ShardTask, owner: str | None, noise_in
     rows: list[dict] = []
     rejects: list[dict] = []
     _test_sigkill(task)
+    noise = lambda spec, n: stored_noise_stretch(store, task.stage, noise_index, spec, n)  # noqa: E731
+    sources = MixSources(noise, lambda ref: stored_rir_of(store, noise_index, ref))
     for job in task.jobs:
         _check_owner(store, owner, task.name)
-        noise = lambda spec, n: stored_noise_stretch(store, task.stage, noise_index, spec, n)  # noqa: E731
-        for key, _, fields in _job_samples(task, job, rejects, noise):
+        for key, _, fields in _job_samples(task, job, rejects, sources=sources):
             rows.append({**fields, "key": key, "shard": rows_relpath(task.name), "flac_offset": -1, "flac_size": -1,
                          "json_offset": -1, "json_size": -1})
     _check_owner(store, owner, task.name)
@@ -236,22 +241,52 @@ def _build_noise_shard(store: Path, task: NoiseShardTask, owner: str | None) -> 
             except AudioError as exc:
                 rejects.append({"file": exc.path, "reason": f"noise for recipes: {exc.reason}"})
                 continue
-            key = noise_key(task.stage, kind, noise_id)
-            fields = {"corpus": "", "utt_id": "", "speaker": "", "label": "", "split": task.split,
-                      "subset": NOISE_SUBSET, "num_samples": int(wav.size), "noise_type": kind,
-                      "noise_file": noise_id, "noise_offset": -1, "snr_bin": -1, "snr_target": np.nan,
-                      "snr_achieved": np.nan, "noise_gain": 0.0, "gain": gain, **_no_metrics(), "errors": ""}
-            where = writer.add(key, {NOISE_EXT: encode_wav_pcm16(float_to_pcm16(wav), SAMPLE_RATE),
-                                     "json": encode_json(fields)})
-            rows.append({**fields, "key": key, "shard": shard_relpath(task.name),
-                         "flac_offset": where[NOISE_EXT][0], "flac_size": where[NOISE_EXT][1],
-                         "json_offset": where["json"][0], "json_size": where["json"][1]})
+            fields = _source_fields(task.split, NOISE_SUBSET, wav.size, gain, noise_type=kind, noise_file=noise_id)
+            rows.append(_add_member(writer, task, noise_key(task.stage, kind, noise_id), NOISE_EXT,
+                                    encode_wav_pcm16(float_to_pcm16(wav), SAMPLE_RATE), fields))
         digest = writer.close()
         _publish(store, task, owner, writer, digest, rows, rejects)
     except BaseException:
         writer.abort()
         raise
     return {**_result(task, rows, rejects, started), "converted": converted}
+
+
+def _source_fields(split: str, subset: str, num_samples: int, gain: float, noise_type: str = "", noise_file: str = "",
+                   **extra) -> dict:
+    """The fields of a stored source (a noise, an RIR): no utterance, no mix, no metric."""
+    return {"corpus": "", "utt_id": "", "speaker": "", "label": "", "split": split, "subset": subset,
+            "num_samples": int(num_samples), "noise_type": noise_type, "noise_file": noise_file, "noise_offset": -1,
+            "snr_bin": -1, "snr_target": np.nan, "snr_achieved": np.nan, "noise_gain": 0.0, "gain": gain, **extra,
+            **_no_metrics(), "errors": ""}
+
+
+def stored_rir_of(store: Path, index: dict, ref: RirRef) -> np.ndarray:
+    """A recipe part's RIR: the samples the store holds under its content id."""
+    location = index.get(rir_key(ref.rir_id))
+    if location is None:
+        raise MixError(f"room impulse response {ref.rir_file} was not stored (see rejects.csv)")
+    return stored_rir(store, location)
+
+
+def _build_rir_shard(store: Path, task: RirShardTask, owner: str | None) -> dict:
+    """One RIR of a recipe store: channel 0 at 16 kHz, float32, exactly the samples an audio
+    build convolves with, as an ``.npy`` member keyed by its content id."""
+    started = time.perf_counter()
+
+    def fill(writer: ShardWriter, rows: list[dict], rejects: list[dict]) -> None:
+        _check_owner(store, owner, task.name)
+        try:
+            rir = rir_from_file(RirRef(task.rir_id, task.rir_file, task.path, task.t60_s, task.drr_db))
+        except (AudioError, MixError) as exc:
+            rejects.append({"file": task.path, "reason": f"room impulse response: {getattr(exc, 'reason', exc)}"})
+            return
+        fields = _source_fields(task.split, RIR_SUBSET, rir.size, 1.0, kind=RIR_SUBSET, rir_id=task.rir_id,
+                                rir_file=task.rir_file, t60_s=task.t60_s, drr_db=task.drr_db)
+        rows.append(_add_member(writer, task, rir_key(task.rir_id), RIR_EXT, encode_npy(rir), fields))
+
+    rows, rejects = _write_shard(store, task, owner, fill)
+    return _result(task, rows, rejects, started)
 
 
 #: Noise files whose stored 16-bit samples are exactly what an audio build reads (16 kHz, at
@@ -263,34 +298,46 @@ def noise_index_of(store: Path, tasks: list) -> dict[str, NoiseLocation]:
     """noise key -> where its samples lie, from the rows of a stage's (built) noise shards."""
     index = {}
     for task in tasks:
-        if isinstance(task, NoiseShardTask):
+        if isinstance(task, SOURCE_TASKS):
             part = st.read_rows(store, task.name) or {"rows": []}
             for row in part["rows"]:
                 index[row["key"]] = NoiseLocation(row["shard"], int(row["flac_offset"]), int(row["flac_size"]))
     return index
 
 
-def _build_shard(store: Path, task: ShardTask, owner: str | None = None) -> dict:
-    started = time.perf_counter()
+def _write_shard(store: Path, task, owner: str | None, fill) -> tuple[list[dict], list[dict]]:
+    """Write one shard's tar: ``fill(writer, rows, rejects)`` adds its members, then the shard
+    is published (or, on any error or interruption, its temporary removed). (rows, rejects)."""
     writer = ShardWriter(shard_path(store, task.name))
     rows: list[dict] = []
     rejects: list[dict] = []
     try:
-        _test_sigkill(task)
-        for job in task.jobs:
-            _check_owner(store, owner, task.name)  # the build was killed: stop with it
-            for key, wav, fields in _job_samples(task, job, rejects):
-                rows.append(_write_sample(writer, task, key, wav, fields))
+        fill(writer, rows, rejects)
         digest = writer.close()
         _publish(store, task, owner, writer, digest, rows, rejects)
     except BaseException:
         writer.abort()
         raise
+    return rows, rejects
+
+
+def _build_shard(store: Path, task: ShardTask, owner: str | None = None) -> dict:
+    started = time.perf_counter()
+
+    def fill(writer: ShardWriter, rows: list[dict], rejects: list[dict]) -> None:
+        _test_sigkill(task)
+        sources = MixSources()
+        for job in task.jobs:
+            _check_owner(store, owner, task.name)  # the build was killed: stop with it
+            for key, wav, fields in _job_samples(task, job, rejects, sources=sources):
+                rows.append(_write_sample(writer, task, key, wav, fields))
+
+    rows, rejects = _write_shard(store, task, owner, fill)
     return _result(task, rows, rejects, started)
 
 
 def _job_samples(task: ShardTask, job: UttJob, rejects: list[dict],
-                 noise_for=read_noise) -> list[tuple[str, np.ndarray, dict]]:
+                 noise_for=read_noise, sources: "MixSources | None" = None) -> list[tuple[str, np.ndarray, dict]]:
     """(key, audio, JSON fields) of every sample of one job: its clean signal, or its mixes.
     What cannot be read or mixed becomes a reject. ``noise_for(spec, num_samples)`` gives a
     mix's noise stretch and offset (from the noise file; a recipe part: from the store)."""
@@ -316,26 +363,83 @@ def _job_samples(task: ShardTask, job: UttJob, rejects: list[dict],
                  "snr_bin": -1, "snr_target": np.nan, "snr_achieved": np.nan, "noise_gain": 0.0,
                  "gain": gain, **_no_metrics(), "errors": ""})]
     made = []
+    sources = sources or MixSources(noise_for)
     for spec in job.mixes:
         try:
-            noise, offset = noise_for(spec, clean.size)
-            made.append((spec, offset, mix_at_snr(clean, noise, spec.snr_target)))
+            made.append((spec, *make_mix(spec, clean, sources)))
         except (AudioError, MixError) as exc:
             reason = exc.reason if isinstance(exc, AudioError) else str(exc)
-            rejects.append({"file": spec.noise_path, "reason": f"mix {spec.key}: {reason}"})
-    scores = score_fields(clean, [m.wav for _, _, m in made], task.metrics)
-    return [(spec.key, mix.wav, {**base, "noise_type": spec.noise_type, "noise_file": spec.noise_id,
-                                 "noise_offset": offset, "snr_bin": spec.snr_bin, "snr_target": spec.snr_target,
-                                 "snr_achieved": mix.snr_achieved, "noise_gain": mix.noise_gain, "gain": mix.gain,
-                                 **score})
-            for (spec, offset, mix), score in zip(made, scores)]
+            source = exc.path if isinstance(exc, AudioError) else mix_source_file(spec)
+            rejects.append({"file": source, "reason": f"mix {spec.key}: {reason}"})
+    scores = score_fields(clean, [wav for _, wav, _ in made], task.metrics)
+    return [(spec.key, wav, {**base, **fields, **score}) for (spec, wav, fields), score in zip(made, scores)]
+
+
+def mix_source_file(spec: MixSpec) -> str:
+    """The file a reject of a mix names: its noise, else its RIR, else its first talker."""
+    if spec.noise_path:
+        return spec.noise_path
+    if spec.rir is not None:
+        return spec.rir.path
+    return spec.talkers[0].path if spec.talkers else ""
+
+
+#: RIRs of this process (16 kHz float32, read-only), by (path, rir id): a few dozen files.
+_RIRS: dict[tuple[str, str], np.ndarray] = {}
+
+
+def rir_from_file(ref: RirRef) -> np.ndarray:
+    """A mix's RIR read from its file; one that no longer has the samples it was listed with
+    cannot be mixed (the next run lists it again)."""
+    key = (ref.path, ref.rir_id)
+    if key not in _RIRS:
+        rir = load_rir(ref.path)
+        if rir_digest(rir) != ref.rir_id:
+            raise MixError(f"room impulse response {ref.rir_file} changed since it was listed")
+        rir.setflags(write=False)
+        _RIRS[key] = rir
+    return _RIRS[key]
+
+
+class MixSources:
+    """Where a build's mixes take what they mix from: the noise stretch (``noise_for``), the
+    RIR (``rir_for``; default its file) and the talkers of a babble (their utterances as the
+    clean subset stores them: 16 kHz, on the 16-bit grid; the last TALKER_CACHE kept)."""
+
+    TALKER_CACHE = 64
+
+    def __init__(self, noise_for=None, rir_for=None):
+        self._noise_for = noise_for or read_noise
+        self._rir_for = rir_for or rir_from_file
+        self._talkers: dict[str, np.ndarray] = {}
+
+    def noise(self, spec: MixSpec, num_samples: int) -> tuple[np.ndarray, int]:
+        return self._noise_for(spec, num_samples)
+
+    def rir(self, ref: RirRef) -> np.ndarray:
+        return self._rir_for(ref)
+
+    def talker(self, ref: TalkerRef) -> np.ndarray:
+        pcm = self._talkers.pop(ref.path, None)
+        if pcm is None:
+            pcm, _ = fit_pcm16(load_audio(ref.path, SAMPLE_RATE))
+        self._talkers[ref.path] = pcm  # most recently used last
+        while len(self._talkers) > self.TALKER_CACHE:
+            self._talkers.pop(next(iter(self._talkers)))
+        return pcm
 
 
 def _write_sample(writer: ShardWriter, task: ShardTask, key: str, wav: np.ndarray, fields: dict) -> dict:
     """Add one sample to the shard; its table row (the fields and where they lie in the tar)."""
-    where = writer.add(key, {"flac": encode_flac(wav, SAMPLE_RATE), "json": encode_json(fields)})
+    return _add_member(writer, task, key, "flac", encode_flac(wav, SAMPLE_RATE), fields)
+
+
+def _add_member(writer: ShardWriter, task, key: str, ext: str, payload: bytes, fields: dict) -> dict:
+    """Add a sample's payload (``key.ext``) and JSON to the shard; its table row (the payload's
+    place in the flac_* columns, whatever its format)."""
+    where = writer.add(key, {ext: payload, "json": encode_json(fields)})
     return {**fields, "key": key, "shard": shard_relpath(task.name),
-            "flac_offset": where["flac"][0], "flac_size": where["flac"][1],
+            "flac_offset": where[ext][0], "flac_size": where[ext][1],
             "json_offset": where["json"][0], "json_size": where["json"][1]}
 
 
@@ -482,8 +586,8 @@ def run_stage(store: Path, stage: str, tasks: list[ShardTask], stage_info: dict,
         bar = tqdm(total=sum(t.num_samples for t in pending), unit="sample", desc=f"{stage} {store.name}",
                    disable=not progress, smoothing=0.1, dynamic_ncols=True)
         # a recipe stage's noise shards first: its recipe parts mix from exactly the stored noise
-        phases = [[t for t in pending if isinstance(t, NoiseShardTask)],
-                  [t for t in pending if not isinstance(t, NoiseShardTask)]]
+        phases = [[t for t in pending if isinstance(t, SOURCE_TASKS)],
+                  [t for t in pending if not isinstance(t, SOURCE_TASKS)]]
         try:
             for phase, batch in enumerate(phases):
                 noise_index = noise_index_of(store, tasks) if phase else None

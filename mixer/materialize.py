@@ -2,7 +2,7 @@
 ``--mixes audio`` build of the same inputs and seed writes: the same shards, table and
 manifest (apart from the manifest's ``layout`` field, which an audio store does not have).
 Clean shards are copied; every recipe part becomes a shard of FLAC mixes, rendered as every
-reader renders them; the noise shards are left out (an audio store does not need them).
+reader renders them; the noise and RIR shards are left out (an audio store does not need them).
 Resumes: a part already written (its rows name the audio fingerprint) is kept."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from shards import store as st
 from shards.cores import usable_cores
 from shards.errors import InputError
 from shards.reader import open_store
-from shards.vocab import LEVELS_DIR, NOISE_SUBSET, RECIPE_LAYOUT, SAMPLE_RATE, SHARDS_DIR, shard_path, shard_relpath
+from shards.vocab import LEVELS_DIR, RECIPE_LAYOUT, SAMPLE_RATE, SHARDS_DIR, SOURCE_SUBSETS, shard_path, shard_relpath
 from shards.writer import ShardWriter, encode_flac, encode_json
 
 #: Keys of a rows-file row that say where a sample lies, not what it is.
@@ -58,7 +58,7 @@ def materialize(src: Path, out: Path, jobs: int = -1) -> dict:
         raise InputError(f"{src}: not a recipe store (its mixes are stored as audio already)")
     if out.resolve() == src.resolve():
         raise InputError(f"--out {out}: the recipe store itself; choose another folder")
-    noise = {e["name"] for e in store.manifest["shards"] if e["subset"] == NOISE_SUBSET}
+    noise = {e["name"] for e in store.manifest["shards"] if e["subset"] in SOURCE_SUBSETS}
     recipe_parts = [e["name"] for e in store.manifest["shards"] if e.get("layout") == RECIPE_LAYOUT]
     with st.store_lock(out):
         (out / SHARDS_DIR).mkdir(parents=True, exist_ok=True)

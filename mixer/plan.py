@@ -19,7 +19,8 @@ from shards.apportion import largest_remainder
 from shards.errors import InputError
 from shards.vocab import (
     CLEAN_SUBSET, COPYPASTE_ID, COPYPASTE_MIX_SUBSET, COPYPASTE_SUBSET, EMOTIONS, FIXED_SNR_SUBSET, NEUTRAL, SAMPLE_RATE, TRAIN,
-    AUDIO_LAYOUT, METRICS, NOISE_SUBSET, RECIPE_LAYOUT, SUPERSET_SPLITS, SUPERSET_SUBSET, UNSEEN_SUBSET, shard_name, snr_subset, snr_tag,
+    AUDIO_LAYOUT, METRICS, NOISE_SUBSET, RECIPE_LAYOUT, RIR_SUBSET, SUPERSET_SPLITS, SUPERSET_SUBSET, UNSEEN_SUBSET,
+    rir_shard_name, shard_name, snr_subset, snr_tag,
 )
 
 
@@ -28,16 +29,58 @@ def rng_for(seed: int, *parts: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:16], "little"))
 
 
-@dataclass(frozen=True, slots=True)  # slots: a real corpus plans a million of these
+@dataclass(frozen=True, slots=True)
+class RirRef:
+    """The room impulse response a reverb or far-field mix convolves with (mixer.rir.RirFile)."""
+
+    rir_id: str
+    rir_file: str
+    path: str
+    t60_s: float
+    drr_db: float
+
+
+@dataclass(frozen=True, slots=True)
+class TalkerRef:
+    """One talker of a babble mix: another utterance of the split, cut at a seeded share of
+    the free room (``offset_fraction``) or repeated to the target's length."""
+
+    utt_id: str
+    path: str
+    speaker: str
+    offset_fraction: float
+
+
+#: MixSpec fields an additive mix leaves at their defaults, and out of its repr: the repr
+#: feeds ShardTask.fingerprint, and the superset's noise and music mixes keep the
+#: fingerprints (so stores) they had before the other kinds existed.
+_KIND_FIELDS = ("kind", "rir", "talkers")
+
+
+@dataclass(frozen=True, slots=True, repr=False)  # slots: a real corpus plans a million of these
 class MixSpec:
     key: str
-    noise_type: str  # noise | music | unseen
+    noise_type: str  # noise | music | unseen; babble | reverb for those kinds
     noise_id: str
     noise_path: str
     noise_samples: int  # noise length at 16 kHz
     offset_fraction: float  # where the noise stretch starts, as a share of the free room
     snr_target: float
     snr_bin: int = -1  # superset bin index, -1 for test sets
+    #: the distortion kind (shards.distortions) when not the additive kind ``noise_type`` names
+    kind: str = ""
+    rir: RirRef | None = None
+    talkers: tuple[TalkerRef, ...] = ()
+
+    @property
+    def distortion(self) -> str:
+        """The registered kind of this mix."""
+        return self.kind or self.noise_type
+
+    def __repr__(self) -> str:
+        shown = [f for f in dataclasses.fields(self)
+                 if f.name not in _KIND_FIELDS or getattr(self, f.name) != f.default]
+        return f"MixSpec({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +142,9 @@ class ShardTask:
         and the noise files of its mixes."""
         paths = {j.utt.path for j in self.jobs if not j.parts}
         paths.update(p.path for j in self.jobs for p in j.parts)
-        paths.update(m.noise_path for j in self.jobs for m in j.mixes)
+        paths.update(m.noise_path for j in self.jobs for m in j.mixes if m.noise_path)
+        paths.update(m.rir.path for j in self.jobs for m in j.mixes if m.rir is not None)
+        paths.update(t.path for j in self.jobs for m in j.mixes for t in m.talkers)
         return sorted(paths)
 
     def fingerprint(self) -> str:
@@ -119,7 +164,12 @@ class ShardTask:
 
     def noise_files(self) -> dict[tuple[str, str], tuple[str, int]]:
         """(noise type, noise id) -> (path, length at 16 kHz) of every noise its mixes use."""
-        return {(m.noise_type, m.noise_id): (m.noise_path, m.noise_samples) for j in self.jobs for m in j.mixes}
+        return {(m.noise_type, m.noise_id): (m.noise_path, m.noise_samples) for j in self.jobs for m in j.mixes
+                if m.noise_path}
+
+    def rir_files(self) -> dict[str, str]:
+        """rir id -> path of every RIR its mixes convolve with."""
+        return {m.rir.rir_id: m.rir.path for j in self.jobs for m in j.mixes if m.rir is not None}
 
 
 @dataclass(frozen=True)
@@ -150,6 +200,38 @@ class NoiseShardTask:
         return hashlib.sha256(repr(self).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class RirShardTask:
+    """A recipe store's RIR shard: one RIR (channel 0 at 16 kHz, float32, as every mix
+    convolves with it), named by its content id, so the stages that use it share it."""
+
+    name: str
+    rir_id: str
+    rir_file: str
+    path: str
+    t60_s: float
+    drr_db: float
+    inputs: tuple[tuple[str, int, int], ...] = ()
+    subset: str = RIR_SUBSET
+    split: str = RIR_SUBSET
+    metrics: tuple[str, ...] = ()
+    layout: str = RECIPE_LAYOUT
+
+    @property
+    def num_samples(self) -> int:
+        return 1
+
+    def input_paths(self) -> list[str]:
+        return [self.path]
+
+    def fingerprint(self) -> str:
+        # the content id names the bytes; where the file lay does not change them
+        return hashlib.sha256(f"{self.name}|{self.rir_id}|{self.t60_s!r}|{self.drr_db!r}".encode()).hexdigest()
+
+
+#: The tasks that store what recipes mix from (built before the recipe parts that read it).
+SOURCE_TASKS = (NoiseShardTask, RirShardTask)
+
 #: Noise files per noise shard of a recipe store, and the most 16 kHz samples one holds
 #: (about 64 MiB of 16-bit samples: a MUSAN-sized set makes about 90 shards).
 NOISE_FILES_PER_SHARD = 64
@@ -173,9 +255,12 @@ def plan_recipe(tasks: list[ShardTask], stage: str) -> list:
         samples += length
     if batch:
         noise_tasks.append(NoiseShardTask(shard_name(NOISE_SUBSET, stage, len(noise_tasks)), stage, tuple(batch)))
+    rirs = {m.rir.rir_id: m.rir for t in tasks for j in t.jobs for m in j.mixes if m.rir is not None}
+    rir_tasks = [RirShardTask(rir_shard_name(r.rir_id), r.rir_id, r.rir_file, r.path, r.t60_s, r.drr_db)
+                 for _, r in sorted(rirs.items())]
     recipe = [dataclasses.replace(t, layout=RECIPE_LAYOUT, stage=stage) if any(j.mixes for j in t.jobs) else t
               for t in tasks]
-    return noise_tasks + recipe
+    return noise_tasks + rir_tasks + recipe
 
 
 @dataclass(frozen=True)
@@ -245,26 +330,45 @@ def plan_clean(utts: list[Utterance], utts_per_shard: int = 16) -> list[ShardTas
     return tasks
 
 
-def superset_mixes(utt: Utterance, by_type: dict[str, list[NoiseFile]], opts: SupersetOptions) -> tuple[MixSpec, ...]:
-    """One mix per (SNR bin, noise type): 30 mixes with the defaults ("30N")."""
-    rng = rng_for(opts.seed, SUPERSET_SUBSET, utt.utt_id)
-    width = (opts.snr_max - opts.snr_min) / opts.bins
-    mixes = []
-    for b in range(opts.bins):
-        lo = opts.snr_min + b * width
-        for kind in opts.noise_types:
-            snr = lo + width * float(rng.random())  # uniform inside the bin
-            mixes.append(_mix_spec(rng, f"{utt.utt_id}__s{b:02d}-{kind}", kind, by_type[kind], snr, b))
-    return tuple(mixes)
+def superset_mixes(utt: Utterance, by_type: dict[str, list[NoiseFile]], opts: SupersetOptions,
+                   ctx=None) -> tuple[MixSpec, ...]:
+    """One mix per (SNR bin, noise type): 30 mixes with the defaults ("30N"), drawn by the
+    additive kinds' planner (mixer.distortions.plan_additive) from the utterance's superset
+    generator."""
+    from mixer.distortions import KindContext, plan_additive
+
+    ctx = ctx or KindContext(opts.bins, opts.snr_min, opts.snr_max, opts.noise_types, by_type)
+    return plan_additive(rng_for(opts.seed, SUPERSET_SUBSET, utt.utt_id), utt, ctx)
 
 
-def plan_superset(utts: list[Utterance], noises: list[NoiseFile], opts: SupersetOptions) -> list[ShardTask]:
+#: The noise types a far-field (reverb+noise) mix draws among when no additive kind is listed.
+FAR_FIELD_NOISE_TYPES = ("noise", "music")
+
+
+def plan_superset(utts: list[Utterance], noises: list[NoiseFile], opts: SupersetOptions,
+                  kinds: tuple[str, ...] = (), rirs: tuple = ()) -> list[ShardTask]:
+    """Every train and validation utterance's mixes: one per SNR bin and additive kind
+    (``opts.noise_types``: the paper's 30N), then ``opts.bins`` of each other kind in
+    ``kinds`` (shards.distortions; ``rirs``: mixer.rir.RirFile for reverb and reverb+noise)."""
+    from mixer.distortions import KindContext, plan_kind
+    from shards.distortions import RIR_SOURCE, distortion_spec
+
     if opts.bins < 1 or not opts.snr_max > opts.snr_min:
         raise InputError(f"SNR range [{opts.snr_min}, {opts.snr_max}) with {opts.bins} bins is empty (expected snr_max > snr_min, bins >= 1)")
-    by_type = _noise_by_type(noises, opts.noise_types)
+    specs = [distortion_spec(k) for k in kinds]
+    if any(s is None or s.additive for s in specs):
+        raise InputError(f"kinds {', '.join(kinds)}: the other kinds are planned here, additive ones in noise_types")
+    if any(RIR_SOURCE in s.sources for s in specs) and not rirs:
+        raise InputError(f"--kinds {','.join(kinds)}: reverberation needs room impulse responses (--rir-root DIR)")
+    far_types = opts.noise_types or FAR_FIELD_NOISE_TYPES
+    by_type = _noise_by_type(noises, tuple(dict.fromkeys(opts.noise_types + (far_types if "reverb+noise" in kinds else ()))))
+    by_split = _by_split(utts, SUPERSET_SPLITS)
+    ctx = KindContext(opts.bins, opts.snr_min, opts.snr_max, opts.noise_types, by_type, far_types, tuple(rirs), by_split)
     tasks = []
-    for split, members in _by_split(utts, SUPERSET_SPLITS).items():
-        jobs = [UttJob(u, superset_mixes(u, by_type, opts)) for u in members]
+    for split, members in by_split.items():
+        jobs = [UttJob(u, superset_mixes(u, by_type, opts, ctx)
+                       + tuple(m for k in kinds for m in plan_kind(k, rng_for(opts.seed, SUPERSET_SUBSET, u.utt_id, k), u, ctx)))
+                for u in members]
         tasks += _shard(SUPERSET_SUBSET, split, jobs, opts.utts_per_shard, opts.metrics)
     return tasks
 

@@ -63,6 +63,11 @@ def _render(s: np.ndarray, n: np.ndarray, noise_gain: float, gain: float) -> np.
         raise ValueError(f"speech and noise differ in length: {s.shape} vs {n.shape}")
     n *= noise_gain
     n += s
+    return _scaled_to_grid(n, gain)
+
+
+def _scaled_to_grid(n: np.ndarray, gain: float) -> np.ndarray:
+    """``quantize_pcm16(n * gain)`` computed in place in ``n`` (float64, owned)."""
     if gain != 1.0:  # x * 1.0 is x exactly
         n *= gain
     n *= INT16_SCALE
@@ -96,3 +101,78 @@ def mix_recipe(clean: np.ndarray, noise_pcm16: np.ndarray, noise_offset: int, no
     :func:`render_mix` of the clean signal and the noise stretch as a PCM_16 file decodes it."""
     n = _as_float64(noise_stretch(noise_pcm16, int(np.asarray(clean).size), int(noise_offset)))
     return _render(_as_float64(clean), n, float(noise_gain), float(gain))
+
+
+# ------------------------------------------------------------------------------------------
+# the other distortion kinds (shards.distortions): babble, reverberation, far field
+# ------------------------------------------------------------------------------------------
+def stretch_offset(offset_fraction: float, source_samples: int, num_samples: int) -> int:
+    """Where a stretch of ``num_samples`` starts in a source of ``source_samples``: its seeded
+    share of the free room, or 0 when the source is no longer (then repeated end to end)."""
+    room = source_samples - num_samples
+    return min(int(offset_fraction * (room + 1)), room) if room > 0 else 0
+
+
+def babble_signal(talkers, offsets, talker_gains, num_samples: int) -> np.ndarray:
+    """The babble under an utterance of ``num_samples`` (float64): each talker's 16-bit
+    samples (int16, or float32 on the 16-bit grid) cut at its offset or repeated to the
+    length (:func:`noise_stretch`), times its gain, summed in the order given."""
+    out = np.zeros(num_samples, dtype=np.float64)
+    for pcm, offset, gain in zip(talkers, offsets, talker_gains):
+        stretch = _as_float64(noise_stretch(pcm, num_samples, int(offset)))
+        stretch *= float(gain)
+        out += stretch
+    return out
+
+
+def rir_peak(rir: np.ndarray) -> int:
+    """The alignment rule: the index of the RIR's largest absolute sample (the first such)."""
+    return int(np.argmax(np.abs(np.asarray(rir, dtype=np.float64))))
+
+
+def reverberate(speech: np.ndarray, rir: np.ndarray, shift: int, num_samples: int) -> np.ndarray:
+    """``speech`` convolved with ``rir`` (linear convolution, by real FFTs of a power-of-two
+    length), shifted left by ``shift`` samples and cut to ``num_samples`` (float64)."""
+    s = _as_float64(speech)
+    h = np.asarray(rir, dtype=np.float64)
+    size = 1 << (s.size + h.size - 2).bit_length()  # >= the full convolution's length
+    full = np.fft.irfft(np.fft.rfft(s, size) * np.fft.rfft(h, size), size)
+    out = np.zeros(num_samples, dtype=np.float64)
+    kept = full[shift:shift + num_samples]
+    out[:kept.size] = kept
+    return out
+
+
+def reverberant_speech(clean: np.ndarray, rir: np.ndarray, rir_shift: int, reverb_gain: float) -> np.ndarray:
+    """The reverberant utterance (float64): :func:`reverberate` of the clean signal, aligned
+    by ``rir_shift``, cut to its length and times ``reverb_gain`` (the build sets it so the
+    mean power is the clean utterance's)."""
+    wet = reverberate(clean, rir, int(rir_shift), int(np.asarray(clean).size))
+    wet *= float(reverb_gain)
+    return wet
+
+
+def render_signal(wav: np.ndarray, gain: float) -> np.ndarray:
+    """``quantize_pcm16(wav * gain)``: a signal with nothing added, as stored."""
+    return _scaled_to_grid(np.array(wav, dtype=np.float64), gain)
+
+
+def mix_babble(clean, talkers, offsets, talker_gains, noise_gain: float, gain: float) -> np.ndarray:
+    """A babble recipe's samples: the clean signal plus ``noise_gain`` times the babble of
+    :func:`babble_signal`, then ``gain``, on the 16-bit grid (as :func:`render_mix`)."""
+    n = babble_signal(talkers, offsets, talker_gains, int(np.asarray(clean).size))
+    return _render(_as_float64(clean), n, float(noise_gain), float(gain))
+
+
+def mix_reverb(clean, rir, rir_shift: int, reverb_gain: float, gain: float) -> np.ndarray:
+    """A reverb recipe's samples: :func:`reverberant_speech` times ``gain`` on the 16-bit grid."""
+    return _scaled_to_grid(reverberant_speech(clean, rir, rir_shift, reverb_gain), float(gain))
+
+
+def mix_reverb_noise(clean, rir, rir_shift: int, reverb_gain: float, noise_pcm16, noise_offset: int,
+                     noise_gain: float, gain: float) -> np.ndarray:
+    """A far-field recipe's samples: the reverberant utterance plus the stored noise cut at
+    ``noise_offset`` times ``noise_gain``, then ``gain``, on the 16-bit grid."""
+    wet = reverberant_speech(clean, rir, rir_shift, reverb_gain)
+    n = _as_float64(noise_stretch(noise_pcm16, wet.size, int(noise_offset)))
+    return _render(wet, n, float(noise_gain), float(gain))

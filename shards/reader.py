@@ -32,13 +32,17 @@ import soundfile as sf
 from shards.atomic import sha256_file
 from shards.errors import InputError, StoreError
 from shards.levelindex import LevelIndex, LevelMembers, find_level_index, open_level_index
+from shards.distortions import LIST_COLUMNS, Sources, additive_kinds, render_recipe
 from shards.mixing import mix_recipe
-from shards.vocab import MANIFEST, RECIPE_LAYOUT, STORE_FORMAT, TABLE, noise_key, shard_path
+from shards.vocab import MANIFEST, RECIPE_LAYOUT, STORE_FORMAT, TABLE, noise_key, rir_key, shard_path
 
 #: Table columns that locate a sample's FLAC payload.
 _LOCATION_COLUMNS = ["key", "shard", "flac_offset", "flac_size"]
 #: Table columns of a mix's recipe (a recipe store's rows have no payload of their own).
 _RECIPE_COLUMNS = ["utt_id", "noise_type", "noise_file", "noise_offset", "noise_gain", "gain"]
+#: Table columns of a recipe of another kind than the additive ones (shards.distortions);
+#: a store of additive mixes only has none of them.
+_KIND_RECIPE_COLUMNS = ["kind", "rir_id", "rir_shift", "reverb_gain", "talker_ids", "talker_offsets", "talker_gains"]
 #: Keys of a rows-file row that say where it is stored, not what it is.
 _ROW_LOCATION_KEYS = ("key", "shard", "flac_offset", "flac_size", "json_offset", "json_size")
 
@@ -255,6 +259,28 @@ def stored_noise(store: str | Path, location: NoiseLocation) -> np.ndarray:
     return payload[start:start + size].view("<i2")
 
 
+#: RIRs of this process read from a recipe store, by (shard path, payload offset).
+_STORED_RIRS: dict[tuple[str, int], np.ndarray] = {}
+
+
+def stored_rir(store: str | Path, location: NoiseLocation) -> np.ndarray:
+    """A stored RIR's float32 samples (read-only; read once per process)."""
+    path = os.path.join(str(store), location.shard)
+    key = (path, location.offset)
+    rir = _STORED_RIRS.get(key)
+    if rir is None:
+        try:
+            with open(path, "rb") as f:
+                data = os.pread(f.fileno(), location.size, location.offset)
+            rir = np.load(io.BytesIO(data), allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise StoreError(f"{path}: the RIR at offset {location.offset} is missing or unreadable ({exc}); "
+                             f"run 'prep verify {store}'") from None
+        rir.setflags(write=False)
+        _STORED_RIRS[key] = rir
+    return rir
+
+
 def check_noise_shard(store: str | Path, shard: str, sha256: str) -> None:
     """Refuse a noise shard that is not the one the store was built with (a recipe store
     mixes only with the noise its metrics were computed on): its sha256 is checked once per
@@ -273,6 +299,8 @@ def check_noise_shard(store: str | Path, shard: str, sha256: str) -> None:
                          f"changed or damaged after the build); run the same build command again to restore it")
     _NOISE_CHECKED[path] = stamp
     _NOISE_MAPS.pop(path, None)  # map the checked file, not an older one
+    for key in [k for k in _STORED_RIRS if k[0] == path]:
+        del _STORED_RIRS[key]
 
 
 @dataclass(frozen=True)
@@ -289,6 +317,9 @@ class _Recipes:
     gain: np.ndarray
     noise_shards: list[str]
     noise_sha256: list[str]
+    #: position -> the recipe of a mix of a non-additive kind (shards.distortions): its kind,
+    #: numbers, and where its talkers' clean FLACs and its RIR lie (see Store._kind_recipe)
+    kinds: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -328,13 +359,39 @@ class ClipSource:
         path = os.path.join(self.store_dir, self._shards[int(self._shard_index[i])])
         clean = _DECODED_CLEAN.get(path, int(self._offset[i]), lambda: self.read_bytes(i))
         shard = int(r.noise_shard[i])
-        check_noise_shard(self.store_dir, r.noise_shards[shard], r.noise_sha256[shard])
-        noise = stored_noise(self.store_dir, NoiseLocation(r.noise_shards[shard], int(r.noise_at[i]), int(r.noise_bytes[i])))
-        return mix_recipe(clean, noise, int(r.noise_offset[i]), float(r.noise_gain[i]), float(r.gain[i]))
+        noise = None
+        if shard >= 0:
+            check_noise_shard(self.store_dir, r.noise_shards[shard], r.noise_sha256[shard])
+            noise = stored_noise(self.store_dir, NoiseLocation(r.noise_shards[shard], int(r.noise_at[i]),
+                                                              int(r.noise_bytes[i])))
+        recipe = r.kinds.get(i)
+        if recipe is None:
+            return mix_recipe(clean, noise, int(r.noise_offset[i]), float(r.noise_gain[i]), float(r.gain[i]))
+        return self._render_kind(clean, noise, recipe)
+
+    def _render_kind(self, clean: np.ndarray, noise: np.ndarray | None, recipe: dict) -> np.ndarray:
+        """A mix of a non-additive kind rendered from its recipe and stored sources."""
+        talkers = []
+        for shard, offset, size in recipe["talkers"]:
+            path = os.path.join(self.store_dir, shard)
+            talkers.append(_DECODED_CLEAN.get(path, offset, lambda: _pread(path, size, offset, self.store_dir)))
+        rir = None
+        if recipe["rir"] is not None:
+            shard, offset, size, digest = recipe["rir"]
+            check_noise_shard(self.store_dir, shard, digest)
+            rir = stored_rir(self.store_dir, NoiseLocation(shard, offset, size))
+        return render_recipe(recipe["kind"], clean, recipe, Sources(noise=noise, talkers=tuple(talkers), rir=rir))
 
     def shard_names(self) -> list[str]:
         """The shards (relative paths, as the manifest names them) holding these samples."""
         return sorted({self._shards[int(j)] for j in np.unique(self._shard_index)})
+
+
+def _pread(path: str, size: int, offset: int, store_dir: str) -> bytes:
+    data = os.pread(_OPEN_SHARDS.fd(path), size, offset)
+    if len(data) != size:
+        raise StoreError(f"{path}: truncated at offset {offset}; run 'prep verify {store_dir}'")
+    return data
 
 
 def _column(table: pa.Table, name: str, dtype) -> np.ndarray:
@@ -395,9 +452,16 @@ class Store:
         return list(self.manifest["shards"])
 
     # -- samples by key -------------------------------------------------------------
+    def _recipe_columns(self) -> list[str]:
+        """The columns a recipe is read from (none in an audio store)."""
+        if not self._recipe_stage:
+            return []
+        present = set(self.table_columns())
+        return _RECIPE_COLUMNS + [c for c in _KIND_RECIPE_COLUMNS if c in present]
+
     def _located(self, keys: Sequence[str]) -> pa.Table:
         if self._locations is None:
-            self._locations = self.table(_LOCATION_COLUMNS + (_RECIPE_COLUMNS if self._recipe_stage else []))
+            self._locations = self.table(_LOCATION_COLUMNS + self._recipe_columns())
         where = pc.index_in(pa.array(list(keys), type=pa.string()), value_set=self._locations["key"])
         if where.null_count:
             missing = [k for k, w in zip(keys, where.to_pylist()) if w is None][:3]
@@ -416,10 +480,13 @@ class Store:
         picked = np.flatnonzero(is_recipe)
         part = rows.take(pa.array(picked))
         keys, utt_ids = part["key"].to_pylist(), part["utt_id"].to_pylist()
+        # a babble or reverb recipe mixes no noise file
+        with_noise = np.array([bool(f) for f in part["noise_file"].to_pylist()], dtype=bool)
+        noisy = part.filter(pa.array(with_noise))
         noise_keys = [noise_key(self._recipe_stage[s], t, f) for s, t, f in
-                      zip(part["shard"].to_pylist(), part["noise_type"].to_pylist(), part["noise_file"].to_pylist())]
+                      zip(noisy["shard"].to_pylist(), noisy["noise_type"].to_pylist(), noisy["noise_file"].to_pylist())]
         clean = self._resolved(utt_ids, keys, "clean utterance")
-        noise = self._resolved(noise_keys, keys, "noise")
+        noise = self._resolved(noise_keys, noisy["key"].to_pylist(), "noise")
         # the rows' locations become the clean FLAC's: a recipe is read from its clean utterance
         merged = {name: rows[name].to_numpy(zero_copy_only=False).copy() for name in ("flac_offset", "flac_size")}
         shard_col = np.array(shards, dtype=object)
@@ -432,25 +499,70 @@ class Store:
         noise_codes = pc.dictionary_encode(noise["shard"].combine_chunks())
         noise_shards = noise_codes.dictionary.to_pylist()
 
-        def spread(values, dtype, fill=0):
+        def spread(values, dtype, fill=0, at=picked):
             out = np.full(n, fill, dtype=dtype)
-            out[picked] = values
+            out[at] = values
             return out
 
         recipes = _Recipes(
             is_recipe=is_recipe,
-            noise_shard=spread(noise_codes.indices.to_numpy(zero_copy_only=False), np.int32),
-            noise_at=spread(_column(noise, "flac_offset", np.int64), np.int64),
-            noise_bytes=spread(_column(noise, "flac_size", np.int64), np.int64),
+            noise_shard=spread(noise_codes.indices.to_numpy(zero_copy_only=False), np.int32, -1, picked[with_noise]),
+            noise_at=spread(_column(noise, "flac_offset", np.int64), np.int64, 0, picked[with_noise]),
+            noise_bytes=spread(_column(noise, "flac_size", np.int64), np.int64, 0, picked[with_noise]),
             noise_offset=spread(_column(part, "noise_offset", np.int64), np.int64),
             noise_gain=spread(_column(part, "noise_gain", np.float64), np.float64),
             gain=spread(_column(part, "gain", np.float64), np.float64),
             noise_shards=noise_shards,
             noise_sha256=[self._sha256.get(s, "") for s in noise_shards],
+            kinds=self._kind_recipes(part, picked),
         )
         for shard, digest in zip(recipes.noise_shards, recipes.noise_sha256):
             check_noise_shard(self.path, shard, digest)  # here, once, before any worker reads
+        for recipe in recipes.kinds.values():
+            if recipe["rir"] is not None:
+                check_noise_shard(self.path, recipe["rir"][0], recipe["rir"][3])
         return located, recipes
+
+    def _kind_recipes(self, part: pa.Table, picked: np.ndarray) -> dict[int, dict]:
+        """position -> recipe of every row of ``part`` (recipe rows at ``picked``) whose kind
+        is not additive: its numbers (shards.distortions.DISTORTION_COLUMNS), where its
+        talkers' clean FLACs lie, and its RIR's (shard, offset, size, shard sha256)."""
+        if "kind" not in part.column_names:
+            return {}
+        additive = set(additive_kinds())
+        kinds = part["kind"].to_pylist()
+        chosen = [j for j, kind in enumerate(kinds) if kind and kind not in additive]
+        if not chosen:
+            return {}
+        rows = part.take(pa.array(chosen)).to_pylist()
+        keys = [r["key"] for r in rows]
+        for r in rows:
+            for name in LIST_COLUMNS:
+                r[name] = json.loads(r[name]) if r[name] else []
+        talker_ids = [t for r in rows for t in r["talker_ids"]]
+        talkers = self._resolved(talker_ids, [r["key"] for r in rows for _ in r["talker_ids"]], "talker") \
+            if talker_ids else None
+        talker_at = list(zip(talkers["shard"].to_pylist(), talkers["flac_offset"].to_pylist(),
+                             talkers["flac_size"].to_pylist())) if talkers is not None else []
+        with_rir = [j for j, r in enumerate(rows) if r["rir_id"]]
+        rirs = self._resolved([rir_key(rows[j]["rir_id"]) for j in with_rir], [keys[j] for j in with_rir], "RIR") \
+            if with_rir else None
+        rir_at = dict(zip(with_rir, zip(rirs["shard"].to_pylist(), rirs["flac_offset"].to_pylist(),
+                                        rirs["flac_size"].to_pylist()))) if rirs is not None else {}
+        out, used = {}, 0
+        for j, r in enumerate(rows):
+            count = len(r["talker_ids"])
+            rir = rir_at.get(j)
+            out[int(picked[chosen[j]])] = {
+                "kind": r["kind"], "noise_offset": int(r["noise_offset"]), "noise_gain": float(r["noise_gain"]),
+                "gain": float(r["gain"]), "rir_shift": int(r["rir_shift"]), "reverb_gain": float(r["reverb_gain"]),
+                "talker_offsets": [int(x) for x in r["talker_offsets"]],
+                "talker_gains": [float(x) for x in r["talker_gains"]],
+                "talkers": [(str(a), int(b), int(c)) for a, b, c in talker_at[used:used + count]],
+                "rir": None if rir is None else (rir[0], int(rir[1]), int(rir[2]), self._sha256.get(rir[0], "")),
+            }
+            used += count
+        return out
 
     def _resolved(self, wanted: list[str], of: list[str], what: str) -> pa.Table:
         where = pc.index_in(pa.array(wanted, type=pa.string()), value_set=self._locations["key"])
@@ -478,8 +590,7 @@ class Store:
     def read_fields(self, keys: Sequence[str]) -> list[dict]:
         """The JSON fields of many samples (the same values as their table rows)."""
         if self._locations is None or "json_offset" not in self._locations.column_names:
-            self._locations = self.table(_LOCATION_COLUMNS + ["json_offset", "json_size"]
-                                         + (_RECIPE_COLUMNS if self._recipe_stage else []))
+            self._locations = self.table(_LOCATION_COLUMNS + ["json_offset", "json_size"] + self._recipe_columns())
         rows = self._located(keys)
         out = []
         parts: dict[str, dict] = {}

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shards.atomic import TEMPORARY_GLOB, atomic_output, json_clean, sha256_file, temporary_target, write_json_atomic
+from shards.distortions import DISTORTION_COLUMNS, LIST_COLUMNS
 from shards.errors import InputError
 from shards.metrics import metric_specs
 from shards.vocab import (
@@ -64,11 +65,19 @@ _SAMPLE_COLUMNS = (
 )
 
 
-def table_schema() -> pa.Schema:
-    """Columns of metadata.parquet, in order: the sample's, one float column per registered
-    metric (shards.metrics), then the metrics' errors. Floats are NaN where there is no value."""
+def table_schema(kinds: bool = False) -> pa.Schema:
+    """Columns of metadata.parquet, in order: the sample's, with ``kinds`` the distortion
+    kinds' columns (shards.distortions: a store that holds a mix beyond the additive kinds),
+    one float column per registered metric (shards.metrics), then the metrics' errors.
+    Floats are NaN where there is no value."""
     metric_columns = [(spec.column, pa.float64()) for spec in metric_specs()]
-    return pa.schema([*_SAMPLE_COLUMNS, *metric_columns, ("errors", pa.string())])
+    kind_columns = [(name, getattr(pa, kind)()) for name, kind in DISTORTION_COLUMNS] if kinds else []
+    return pa.schema([*_SAMPLE_COLUMNS, *kind_columns, *metric_columns, ("errors", pa.string())])
+
+
+def holds_kinds(rows: list[dict]) -> bool:
+    """Whether rows hold a mix of a kind beyond the additive ones (its rows name their kind)."""
+    return any("kind" in r for r in rows)
 
 
 def rows_path(store: Path, name: str) -> Path:
@@ -243,11 +252,18 @@ def lock_owned_by(store: Path, token: str) -> bool:
     return pid_alive(pid)
 
 
-def rows_to_table(rows: list[dict]) -> pa.Table:
-    schema = table_schema()
+def rows_to_table(rows: list[dict], kinds: bool = False) -> pa.Table:
+    """The table of ``rows`` (``kinds``: with the distortion kinds' columns; a row that names
+    no kind is of the additive kind its noise type names; list values are stored as JSON)."""
+    schema = table_schema(kinds)
     columns = {}
     for field in schema:
-        values = [r.get(field.name) for r in rows]
+        if field.name == "kind":
+            values = [r.get("kind", r.get("noise_type") if r.get("utt_id") else "") for r in rows]
+        elif field.name in LIST_COLUMNS:
+            values = [json.dumps(r[field.name]) if field.name in r else "" for r in rows]
+        else:
+            values = [r.get(field.name) for r in rows]
         if pa.types.is_floating(field.type):
             values = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
         elif pa.types.is_integer(field.type):
@@ -302,15 +318,21 @@ def finalize_store(store: Path, versions: dict[str, str]) -> dict:
     tables, rejects, shards = [], [], []
     layouts: set[str] = set()
     stage_totals = {}
+    kinds = False
+    seen: set[str] = set()  # a shard two stages plan (an RIR, stored once per store) is read once
     for stage, plan in plans.items():
         stage_rejects = [(r["file"], r["reason"]) for r in plan.get("prepare_rejects", [])]
         totals = {"samples": 0, "pesq_failures": 0, "shards_built": 0, "shards_planned": len(plan["shards"])}
         for name in plan["shards"]:
+            if name in seen:
+                continue
+            seen.add(name)
             part = read_rows(store, name)
             recipe = is_recipe_part(part)
             if part is None or not (recipe or shard_path(store, name).is_file()):
                 continue  # not built yet (an interrupted stage): verify reports it
-            table = rows_to_table(part["rows"])
+            table = rows_to_table(part["rows"], kinds=True)
+            kinds = kinds or holds_kinds(part["rows"])
             tables.append(table)
             stage_rejects += [(r["file"], r["reason"]) for r in part["rejects"]]
             totals["samples"] += table.num_rows
@@ -331,7 +353,9 @@ def finalize_store(store: Path, versions: dict[str, str]) -> dict:
         totals["rejects"] = len(set(stage_rejects))
         stage_totals[stage] = totals
         rejects += stage_rejects
-    table = pa.concat_tables(tables) if tables else rows_to_table([])
+    table = pa.concat_tables(tables) if tables else rows_to_table([], kinds=True)
+    if not kinds:  # additive mixes only: the table every store had before the other kinds
+        table = table.select(table_schema().names)
     write_table(store, table)
     write_rejects(store, [{"file": f, "reason": r} for f, r in rejects])
     subsets = table.column("subset").to_pylist()

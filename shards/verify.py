@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import typer
 
 from shards import store as st
@@ -22,11 +23,13 @@ from shards.cli import fail
 from shards.errors import InputError
 from shards.reader import ManifestError, load_manifest
 from shards.vocab import (
-    MANIFEST, NOISE_EXT, NOISE_SUBSET, PLANS_DIR, RECIPE_LAYOUT, REJECTS, ROWS_SUFFIX, SHARD_SUFFIX, SHARDS_DIR, TABLE,
-    noise_key, shard_relpath,
+    MANIFEST, PLANS_DIR, RECIPE_LAYOUT, REJECTS, ROWS_SUFFIX, SHARD_SUFFIX, SHARDS_DIR, TABLE,
+    noise_key, payload_ext, rir_key, shard_relpath,
 )
 
 _REBUILD = "run the same build command again to rewrite it"
+#: Table columns naming a recipe's other sources (a store of additive mixes has neither).
+_SOURCE_COLUMNS = ("rir_id", "talker_ids")
 
 
 def tar_index(path: Path) -> dict[str, tuple[int, int]]:
@@ -59,8 +62,10 @@ def _check_file(store: Path, entry, name: str, what: str) -> str | None:
 
 def _read_table(store: Path) -> tuple[dict | None, str | None]:
     try:
+        present = set(pq.read_schema(store / TABLE).names) if (store / TABLE).is_file() else set()
         table = st.read_table(store, ["key", "shard", "flac_offset", "flac_size", "json_offset", "json_size",
-                                      "subset", "utt_id", "noise_type", "noise_file"])
+                                      "subset", "utt_id", "noise_type", "noise_file"]
+                              + [c for c in _SOURCE_COLUMNS if c in present])
     except InputError:
         return None, f"{TABLE}: missing; {_REBUILD}"
     except (OSError, pa.ArrowException) as exc:
@@ -201,7 +206,7 @@ def _check_rows(entry: dict, rows: list[int], table: dict, index: dict[str, tupl
     problems = []
     if len(rows) != entry["samples"]:
         problems.append(f"{entry['path']}: {len(rows)} table rows, manifest says {entry['samples']} samples")
-    audio_ext = NOISE_EXT if entry.get("subset") == NOISE_SUBSET else "flac"
+    audio_ext = payload_ext(entry.get("subset", ""))
     for i in rows:
         key = table["key"][i]
         for ext in (audio_ext, "json"):
@@ -225,9 +230,17 @@ def _check_recipes(entry: dict, rows: list[int], table: dict, keys: set[str]) ->
         if utt_id not in keys:
             problems.append(f"{entry['path']}: the recipe of {key} needs clean utterance {utt_id}, which the store does not hold")
         noise = noise_key(entry["stage"], table["noise_type"][i], table["noise_file"][i])
-        if noise not in keys:
+        if table["noise_file"][i] and noise not in keys:
             problems.append(f"{entry['path']}: the recipe of {key} needs noise {table['noise_file'][i]} ({noise}), "
                             f"which the store does not hold")
+        rir_id = table.get("rir_id", [""] * (i + 1))[i]
+        if rir_id and rir_key(rir_id) not in keys:
+            problems.append(f"{entry['path']}: the recipe of {key} needs RIR {rir_id} ({rir_key(rir_id)}), "
+                            f"which the store does not hold")
+        talkers = table.get("talker_ids", [""] * (i + 1))[i]
+        for talker in json.loads(talkers) if talkers else []:
+            if talker not in keys:
+                problems.append(f"{entry['path']}: the recipe of {key} needs talker {talker}, which the store does not hold")
     return problems
 
 

@@ -40,6 +40,14 @@ SUPERSET_SPLITS: tuple[str, ...] = (TRAIN, VALIDATION)
 #: WAV), once per stage; its rows' split is the stage's name.
 NOISE_SUBSET = "noise"
 
+#: A recipe store's room impulse responses: each RIR a reverb or far-field recipe convolves
+#: with, once per store, keyed by its content (``rir_key``), in a shard of its own
+#: (``shards/rir-<rir id>-000000.tar``, shared by every stage), float32 samples as ``.npy``.
+RIR_SUBSET = "rir"
+RIR_EXT = "npy"
+#: The subsets that hold what recipes mix from, not samples of the corpus.
+SOURCE_SUBSETS: tuple[str, ...] = (NOISE_SUBSET, RIR_SUBSET)
+
 #: How a stage stores its mixes (``prep ... --mixes``): each mix's audio in shards, or each
 #: mix as a table row (its recipe) rendered on read from the stored clean and noise.
 AUDIO_LAYOUT, RECIPE_LAYOUT = "audio", "recipe"
@@ -94,6 +102,21 @@ def noise_key(stage: str, noise_type: str, noise_file: str) -> str:
     the noise corpus's id (``__noise__superset__music__music-fma-0001``). Characters a
     WebDataset key cannot hold ('.', '/') become '_'."""
     return f"__noise__{stage}__{noise_type}__{safe_id(noise_file)}"
+
+
+def rir_key(rir_id: str) -> str:
+    """Key of a stored RIR in a recipe store: its content id (``__rir__0123456789abcdef``)."""
+    return f"__rir__{safe_id(rir_id)}"
+
+
+def rir_shard_name(rir_id: str) -> str:
+    """The shard of one stored RIR: named by its content, so every stage shares it."""
+    return shard_name(RIR_SUBSET, safe_id(rir_id), 0)
+
+
+def payload_ext(subset: str) -> str:
+    """The member extension of a sample's payload: a stored noise's WAV, an RIR's npy, else FLAC."""
+    return {NOISE_SUBSET: NOISE_EXT, RIR_SUBSET: RIR_EXT}.get(subset, "flac")
 
 
 def rows_relpath(name: str) -> str:

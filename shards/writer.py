@@ -45,6 +45,13 @@ def encode_wav_pcm16(pcm: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     return buf.getvalue()
 
 
+def encode_npy(samples: np.ndarray) -> bytes:
+    """float32 samples as an ``.npy`` file (a recipe store's RIR: lossless, read by np.load)."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(samples, dtype="<f4"), allow_pickle=False)
+    return buf.getvalue()
+
+
 def encode_json(fields: dict) -> bytes:
     return json.dumps(json_clean(fields), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 

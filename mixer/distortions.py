@@ -1,0 +1,208 @@
+"""The mixer's side of each distortion kind (declared in :mod:`shards.distortions`): how one
+utterance's mixes of a kind are drawn from its seeded generator (``plan_*``), and how one
+mix is made at build time (``make_*``) with the arithmetic every reader renders it with
+(:mod:`shards.mixing`).
+
+Every kind gets ``bins`` mixes per utterance (15 by default): ``noise``, ``music``,
+``babble`` and ``reverb+noise`` one per SNR bin (uniform inside the bin), ``reverb`` one per
+room, ``bins`` rooms without replacement (every room, when there are fewer). The additive kinds keep the superset's own generator and draws (:func:`plan_additive`, from
+:func:`mixer.plan.superset_mixes`); every other kind draws from its own generator seeded by
+(seed, subset, utterance id, kind), so adding a kind changes no other kind's mixes.
+
+A ``make_*`` returns the mix's samples (on the 16-bit grid) and its fields after the
+sample's own (utterance, split, ...): the noise and SNR fields every mix has, then, for the
+non-additive kinds, ``kind`` and the kind's recipe columns (shards.distortions).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mixer.mixing import FULL_SCALE, MixError, mix_at_snr
+from mixer.plan import MixSpec, RirRef, TalkerRef, _mix_spec
+from mixer.records import Utterance
+from shards.distortions import distortion_spec
+from shards.errors import InputError
+from shards.mixing import babble_signal, noise_stretch, render_signal, reverberate, rir_peak, stretch_offset
+
+#: Talkers of a babble mix: drawn uniformly in [MIN_TALKERS, MAX_TALKERS] (Kaldi's MUSAN babble).
+MIN_TALKERS, MAX_TALKERS = 3, 7
+#: A reverberant or babble signal quieter than this (mean square) cannot be scaled.
+MIN_POWER = 1e-12
+
+
+@dataclass(frozen=True)
+class KindContext:
+    """What the planners of one superset draw from."""
+
+    bins: int
+    snr_min: float
+    snr_max: float
+    noise_types: tuple[str, ...]  # the additive kinds of the superset
+    by_type: dict  # noise type -> sorted NoiseFile list
+    far_noise_types: tuple[str, ...] = ()  # the noise of a reverb+noise mix is drawn among these
+    rirs: tuple = ()  # mixer.rir.RirFile, sorted by relative path
+    utts_by_split: dict = field(default_factory=dict)  # split -> utterances sorted by id
+
+    def snr_in_bin(self, rng: np.random.Generator, b: int) -> float:
+        width = (self.snr_max - self.snr_min) / self.bins
+        return self.snr_min + b * width + width * float(rng.random())
+
+
+def _function(path: str):
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def plan_kind(kind: str, rng: np.random.Generator, utt: Utterance, ctx: KindContext) -> tuple[MixSpec, ...]:
+    """One utterance's mixes of a registered non-additive kind."""
+    return _function(distortion_spec(kind).plan)(rng, utt, ctx)
+
+
+def _rir_ref(rir) -> RirRef:
+    return RirRef(rir.rir_id, rir.rir_file, rir.path, rir.t60_s, rir.drr_db)
+
+
+def _no_noise(key: str, kind: str, noise_type: str, snr: float = float("nan"), b: int = -1, **extra) -> MixSpec:
+    return MixSpec(key=key, noise_type=noise_type, noise_id="", noise_path="", noise_samples=0, offset_fraction=0.0,
+                   snr_target=float(snr), snr_bin=b, kind=kind, **extra)
+
+
+def plan_additive(rng: np.random.Generator, utt: Utterance, ctx: KindContext) -> tuple[MixSpec, ...]:
+    """The additive kinds, planned together from one generator (the paper's superset): for
+    each SNR bin, for each additive kind, an SNR uniform in the bin and a file of the kind."""
+    return tuple(_mix_spec(rng, f"{utt.utt_id}__s{b:02d}-{kind}", kind, ctx.by_type[kind], snr, b)
+                 for b in range(ctx.bins) for kind in ctx.noise_types for snr in (ctx.snr_in_bin(rng, b),))
+
+
+def babble_candidates(utt: Utterance, ctx: KindContext) -> list[Utterance]:
+    """The utterances a babble under ``utt`` may use: its split's, of another speaker."""
+    return [u for u in ctx.utts_by_split.get(utt.split, []) if u.speaker != utt.speaker and u.utt_id != utt.utt_id]
+
+
+def plan_babble(rng: np.random.Generator, utt: Utterance, ctx: KindContext) -> tuple[MixSpec, ...]:
+    """One babble per SNR bin: 3-7 talkers (fewer when the split has fewer other speakers'
+    utterances), drawn without replacement, each cut at its own seeded offset."""
+    if not utt.speaker:
+        raise InputError(f"{utt.path}: babble needs speaker ids (utterance {utt.utt_id} has none), so that a babble "
+                         f"never holds the target's own voice")
+    candidates = babble_candidates(utt, ctx)
+    if not candidates:
+        raise InputError(f"babble for {utt.utt_id}: no utterance of another speaker in split {utt.split!r}")
+    mixes = []
+    for b in range(ctx.bins):
+        snr = ctx.snr_in_bin(rng, b)
+        count = min(int(rng.integers(MIN_TALKERS, MAX_TALKERS + 1)), len(candidates))
+        picked = rng.choice(len(candidates), size=count, replace=False)
+        talkers = tuple(TalkerRef(candidates[int(i)].utt_id, candidates[int(i)].path, candidates[int(i)].speaker,
+                                  float(rng.random())) for i in picked)
+        mixes.append(_no_noise(f"{utt.utt_id}__s{b:02d}-babble", "babble", "babble", snr, b, talkers=talkers))
+    return tuple(mixes)
+
+
+def plan_reverb(rng: np.random.Generator, utt: Utterance, ctx: KindContext) -> tuple[MixSpec, ...]:
+    """``bins`` rooms drawn uniformly without replacement from the RIRs (all of them, in a
+    seeded order, when there are fewer: the same room twice would be the same mix)."""
+    picked = rng.choice(len(ctx.rirs), size=min(ctx.bins, len(ctx.rirs)), replace=False)
+    return tuple(_no_noise(f"{utt.utt_id}__r{i:02d}-reverb", "reverb", "reverb", rir=_rir_ref(ctx.rirs[int(j)]))
+                 for i, j in enumerate(picked))
+
+
+def plan_reverb_noise(rng: np.random.Generator, utt: Utterance, ctx: KindContext) -> tuple[MixSpec, ...]:
+    """One far-field mix per SNR bin: a room, a noise type among the superset's additive
+    kinds and a file of it, the SNR uniform in the bin."""
+    mixes = []
+    for b in range(ctx.bins):
+        snr = ctx.snr_in_bin(rng, b)
+        rir = _rir_ref(ctx.rirs[int(rng.integers(len(ctx.rirs)))])  # with replacement: the noise differs
+        noise_type = ctx.far_noise_types[int(rng.integers(len(ctx.far_noise_types)))]
+        spec = _mix_spec(rng, f"{utt.utt_id}__s{b:02d}-reverb-{noise_type}", noise_type, ctx.by_type[noise_type], snr, b)
+        mixes.append(dataclasses.replace(spec, kind="reverb+noise", rir=rir))
+    return tuple(mixes)
+
+
+# ------------------------------------------------------------------------------------------
+# making a mix at build time
+# ------------------------------------------------------------------------------------------
+def _additive_fields(spec: MixSpec, offset: int, mix) -> dict:
+    return {"noise_type": spec.noise_type, "noise_file": spec.noise_id, "noise_offset": offset,
+            "snr_bin": spec.snr_bin, "snr_target": spec.snr_target, "snr_achieved": mix.snr_achieved,
+            "noise_gain": mix.noise_gain, "gain": mix.gain}
+
+
+def _rir_fields(spec: MixSpec, shift: int, reverb_gain: float) -> dict:
+    rir = spec.rir
+    return {"rir_id": rir.rir_id, "rir_file": rir.rir_file, "t60_s": rir.t60_s, "drr_db": rir.drr_db,
+            "rir_shift": shift, "reverb_gain": reverb_gain}
+
+
+def make_additive(spec: MixSpec, clean: np.ndarray, sources) -> tuple[np.ndarray, dict]:
+    """Today's mix: the noise stretch under the clean utterance at the SNR."""
+    noise, offset = sources.noise(spec, clean.size)
+    mix = mix_at_snr(clean, noise, spec.snr_target)
+    return mix.wav, _additive_fields(spec, offset, mix)
+
+
+def make_babble(spec: MixSpec, clean: np.ndarray, sources) -> tuple[np.ndarray, dict]:
+    """Each talker's stored utterance cut at its offset (or repeated), scaled to unit mean
+    power, summed, and mixed under the clean utterance at the SNR."""
+    talkers = [sources.talker(t) for t in spec.talkers]
+    offsets = [stretch_offset(t.offset_fraction, pcm.size, clean.size) for t, pcm in zip(spec.talkers, talkers)]
+    gains = []
+    for pcm, offset in zip(talkers, offsets):
+        stretch = np.asarray(noise_stretch(pcm, clean.size, offset), dtype=np.float64)
+        power = float(np.mean(stretch * stretch))
+        if power < MIN_POWER:
+            raise MixError(f"talker {spec.talkers[len(gains)].utt_id} is silent where it is cut")
+        gains.append(float(1.0 / np.sqrt(power)))
+    babble = babble_signal(talkers, offsets, gains, clean.size)
+    mix = mix_at_snr(clean, babble, spec.snr_target)
+    return mix.wav, {"noise_type": spec.noise_type, "noise_file": "", "noise_offset": -1, "snr_bin": spec.snr_bin,
+                     "snr_target": spec.snr_target, "snr_achieved": mix.snr_achieved, "noise_gain": mix.noise_gain,
+                     "gain": mix.gain, "kind": spec.kind, "talker_ids": [t.utt_id for t in spec.talkers],
+                     "talker_offsets": offsets, "talker_gains": gains}
+
+
+def _reverberant(spec: MixSpec, clean: np.ndarray, sources) -> tuple[np.ndarray, int, float]:
+    """(the aligned reverberant utterance at the clean mean power, the shift, the gain)."""
+    rir = sources.rir(spec.rir)
+    shift = rir_peak(rir)
+    wet = reverberate(clean, rir, shift, clean.size)
+    p_wet = float(np.mean(wet * wet))
+    if p_wet < MIN_POWER:
+        raise MixError(f"the reverberant utterance is silent (RIR {spec.rir.rir_file})")
+    c = np.asarray(clean, dtype=np.float64)
+    reverb_gain = float(np.sqrt(float(np.mean(c * c)) / p_wet))
+    wet *= reverb_gain  # the operations of shards.mixing.reverberant_speech, so its bits
+    return wet, shift, reverb_gain
+
+
+def make_reverb(spec: MixSpec, clean: np.ndarray, sources) -> tuple[np.ndarray, dict]:
+    """The clean utterance convolved with the RIR, aligned, cut and at its mean power; scaled
+    as a whole (the gain recorded) where it would clip."""
+    wet, shift, reverb_gain = _reverberant(spec, clean, sources)
+    peak = float(np.max(np.abs(wet)))
+    gain = FULL_SCALE / peak if peak > FULL_SCALE else 1.0
+    return render_signal(wet, gain), {
+        "noise_type": spec.noise_type, "noise_file": "", "noise_offset": -1, "snr_bin": -1, "snr_target": np.nan,
+        "snr_achieved": np.nan, "noise_gain": 0.0, "gain": gain, "kind": spec.kind, **_rir_fields(spec, shift, reverb_gain)}
+
+
+def make_reverb_noise(spec: MixSpec, clean: np.ndarray, sources) -> tuple[np.ndarray, dict]:
+    """The reverberant utterance (as :func:`make_reverb`, before any clipping gain), then the
+    noise stretch at the SNR measured against it (``snr_achieved`` too)."""
+    wet, shift, reverb_gain = _reverberant(spec, clean, sources)
+    noise, offset = sources.noise(spec, clean.size)
+    mix = mix_at_snr(wet, noise, spec.snr_target)
+    return mix.wav, {**_additive_fields(spec, offset, mix), "kind": spec.kind, **_rir_fields(spec, shift, reverb_gain)}
+
+
+def make_mix(spec: MixSpec, clean: np.ndarray, sources) -> tuple[np.ndarray, dict]:
+    """One mix of any registered kind (see the module doc)."""
+    kind = distortion_spec(spec.distortion)
+    if kind is None or kind.additive:
+        return make_additive(spec, clean, sources)
+    return _function(kind.make)(spec, clean, sources)

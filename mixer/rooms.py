@@ -1,0 +1,107 @@
+"""Simulated shoebox rooms for the reverb kinds (``prep superset --sim-rooms N``).
+
+Each room is drawn from its own generator (seed, "simulated-rooms", room index): dimensions
+(length 3-10 m, width 3-8 m, height 2.5-4 m), a target RT60 uniform in ``--sim-rt60``, and a
+source and a microphone at least 0.5 m from the walls and 1 m apart. The RIR is computed
+once by pyroomacoustics' image-source method (``ShoeBox`` with the wall absorption and
+reflection order of Sabine's formula for the target RT60: ``pyroomacoustics.inverse_sabine``)
+at 16 kHz and STORED in the store, as float32 WAV files in
+``OUT/<corpus>/rirs/simulated-<digest>/`` with ``simulation.json`` (every room's parameters
+and the pyroomacoustics version); ``<digest>`` names the settings (rooms, RT60 range, seed).
+A later build with the same settings reads the stored files and simulates nothing: the
+simulation's parameters do not pin its bits across versions (nor across thread counts: it
+runs on one thread here), the stored arrays do. From
+there the rooms are RIR files like any other (:mod:`mixer.rir`: T60 by Schroeder
+integration, DRR from the direct window, recorded per RIR).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from scipy.io import wavfile
+
+from mixer.plan import rng_for
+from shards.errors import InputError
+from shards.vocab import SAMPLE_RATE
+
+#: The folder of a store that holds its simulated rooms.
+ROOMS_DIR = "rirs"
+SIMULATION_FILE = "simulation.json"
+#: Room dimensions drawn uniformly (metres), and the margins of the source and microphone.
+LENGTH_M, WIDTH_M, HEIGHT_M = (3.0, 10.0), (3.0, 8.0), (2.5, 4.0)
+WALL_MARGIN_M, MIN_DISTANCE_M = 0.5, 1.0
+
+
+def simulation_folder(store: Path, rooms: int, rt60_range: tuple[float, float], seed: int) -> Path:
+    """Where a store keeps the rooms of these settings."""
+    settings = json.dumps({"rooms": rooms, "rt60_s": list(rt60_range), "seed": seed}, sort_keys=True)
+    return Path(store) / ROOMS_DIR / f"simulated-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
+
+
+def _draw_room(rng: np.random.Generator, rt60_range: tuple[float, float]) -> dict:
+    dims = [float(rng.uniform(*LENGTH_M)), float(rng.uniform(*WIDTH_M)), float(rng.uniform(*HEIGHT_M))]
+    rt60 = float(rng.uniform(*rt60_range))
+    while True:  # every draw from the room's generator, so the same seed gives the same room
+        source = [float(rng.uniform(WALL_MARGIN_M, d - WALL_MARGIN_M)) for d in dims]
+        mic = [float(rng.uniform(WALL_MARGIN_M, d - WALL_MARGIN_M)) for d in dims]
+        if float(np.linalg.norm(np.subtract(source, mic))) >= MIN_DISTANCE_M:
+            return {"dims_m": dims, "rt60_target_s": rt60, "source_m": source, "mic_m": mic}
+
+
+def simulate_rir(room: dict) -> np.ndarray:
+    """One room's RIR at 16 kHz by the image-source method (float32)."""
+    try:
+        import pyroomacoustics as pra
+    except ImportError:
+        raise InputError("--sim-rooms needs pyroomacoustics (pip install pyroomacoustics==0.10.1)") from None
+    try:
+        absorption, max_order = pra.inverse_sabine(room["rt60_target_s"], room["dims_m"])
+    except ValueError as exc:
+        raise InputError(f"simulated room {room['dims_m']}: RT60 {room['rt60_target_s']:.2f} s is out of reach "
+                         f"({exc}); choose a lower --sim-rt60") from None
+    shoebox = pra.ShoeBox(room["dims_m"], fs=SAMPLE_RATE, materials=pra.Material(absorption), max_order=max_order)
+    shoebox.add_source(room["source_m"])
+    shoebox.add_microphone(room["mic_m"])
+    threads = pra.constants.get("num_threads")
+    pra.constants.set("num_threads", 1)  # its sums' order, so its last bits, follow the thread count
+    try:
+        shoebox.compute_rir()
+    finally:
+        pra.constants.set("num_threads", threads)
+    room.update(absorption=float(absorption), max_order=int(max_order))
+    return np.asarray(shoebox.rir[0][0], dtype=np.float32)
+
+
+def simulated_rooms(store: Path, rooms: int, rt60_range: tuple[float, float], seed: int) -> Path:
+    """The folder of the store's simulated rooms for these settings: made once (written to a
+    temporary folder and renamed when complete), afterwards read as it is."""
+    lo, hi = rt60_range
+    if rooms < 0 or not 0 < lo <= hi:
+        raise InputError(f"--sim-rooms {rooms} --sim-rt60 {lo:g},{hi:g}: expected rooms >= 0 and 0 < min <= max seconds")
+    folder = simulation_folder(store, rooms, rt60_range, seed)
+    if (folder / SIMULATION_FILE).is_file():
+        return folder
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    records = []
+    for i in range(rooms):
+        room = _draw_room(rng_for(seed, "simulated-rooms", str(i)), rt60_range)
+        rir = simulate_rir(room)
+        name = f"room-{i:03d}.wav"
+        # scipy writes a plain IEEE-float WAV; libsndfile would add a PEAK chunk with the time of day
+        wavfile.write(tmp / name, SAMPLE_RATE, rir)
+        records.append({"file": name, **room})
+    (tmp / SIMULATION_FILE).write_text(json.dumps(
+        {"method": "pyroomacoustics ShoeBox, image-source method, inverse_sabine(rt60, dims)",
+         "pyroomacoustics": importlib.metadata.version("pyroomacoustics"), "seed": seed,
+         "rt60_range_s": [lo, hi], "rooms": records}, indent=1))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return folder
