@@ -7,7 +7,10 @@
 
 For each fold, the speakers of the corpus (as its adapter reports them, sorted) are cut into
 ``--folds`` contiguous groups: one group is the test set, the next ``--validation-speakers``
-speakers (cyclically) validate, the rest train. The fold's utterances are written to a CSV
+speakers (cyclically) validate, the rest train. An adapter with a ``fold_group`` keeps its
+groups whole and ``--validation-speakers`` counts them: IEMOCAP's are the sessions, so
+``--corpus iemocap --folds 5 --validation-speakers 1`` tests one session per fold (both its
+speakers) and validates on the next; CREMA-D folds over its actors. The fold's utterances are written to a CSV
 (the ``csv`` adapter) and built into a store of its own with the project's commands (superset,
 test sets, Fixed-SNR mixes when that strategy is asked for, STOI levels); then every strategy
 is trained with every seed and evaluated. Finally ``trainer report`` over all runs writes the
@@ -32,17 +35,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mixer.corpora import EMOTION_CORPORA  # noqa: E402
+from mixer.corpora import EMOTION_CORPORA, fold_group  # noqa: E402
 from shards.cores import usable_cores  # noqa: E402
 from shards.store import pid_alive  # noqa: E402
 
 
-def speaker_folds(speakers: list[str], n_folds: int, n_validation: int) -> list[tuple[list[str], list[str]]]:
-    """(test speakers, validation speakers) per fold; every speaker is tested exactly once."""
+def speaker_folds(speakers: list[str], n_folds: int, n_validation: int,
+                  what: str = "speakers") -> list[tuple[list[str], list[str]]]:
+    """(test speakers, validation speakers) per fold; every speaker is tested exactly once.
+    ``what``: what the items are, for the error (speakers, or fold groups such as sessions)."""
     if not 2 <= n_folds <= len(speakers):
-        raise SystemExit(f"--folds {n_folds}: expected 2..{len(speakers)} (the corpus has {len(speakers)} speakers)")
+        raise SystemExit(f"--folds {n_folds}: expected 2..{len(speakers)} (the corpus has {len(speakers)} {what})")
     bounds = [round(i * len(speakers) / n_folds) for i in range(n_folds + 1)]
     folds = []
     for f in range(n_folds):
@@ -54,11 +60,27 @@ def speaker_folds(speakers: list[str], n_folds: int, n_validation: int) -> list[
     return folds
 
 
+def group_folds(speakers: list[str], group_of: Callable[[str], str], n_folds: int,
+                n_validation: int) -> list[tuple[list[str], list[str]]]:
+    """:func:`speaker_folds` over the corpus's fold groups (``group_of``: its adapter's
+    ``fold_group``; IEMOCAP's sessions, each speaker alone for the others), as speakers: a
+    group is tested, validates or trains whole, and ``n_validation`` counts groups."""
+    members: dict[str, list[str]] = {}
+    for speaker in sorted(speakers):
+        members.setdefault(group_of(speaker), []).append(speaker)
+    groups = sorted(members)
+    what = "speakers" if all(members[g] == [g] for g in groups) else "fold groups"
+    return [([s for g in test for s in members[g]], [s for g in validation for s in members[g]])
+            for test, validation in speaker_folds(groups, n_folds, n_validation, what)]
+
+
 #: Study variants of a strategy: the name in --strategies, the trainer strategy and its options.
 VARIANTS = {"metricaug-uar": ("metricaug", ("--gap-score", "uar")),
             # the stabilised feedback of arm C: the setting bench/feedback_choice.py chose on fold 0,
             # seed 0's uniform run (validation records only) before any run of it (docs/study.md)
-            "metricaug-stable": ("metricaug", ("--gap-score", "loss", "--gap-smoothing", "0.8"))}
+            "metricaug-stable": ("metricaug", ("--gap-score", "loss", "--gap-smoothing", "0.8")),
+            # arm D (issue 32): Algorithm 1's feedback with the class-stratified level draw
+            "metricaug-stratified": ("metricaug", ("--stratify-class",))}
 #: A finished run's small files, recorded (committed) apart from its checkpoints.
 RECORDED_FILES = ("config.json", "epochs.jsonl", "results.json", "train.log")
 #: The real noise assembled by --real-noise from the project's shared audio: MUSAN layout with
@@ -186,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
                              "counts as finished, so a study resumes on a new machine; the report reads the records")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--folds", type=int, default=4)
-    parser.add_argument("--validation-speakers", type=int, default=2)
+    parser.add_argument("--validation-speakers", type=int, default=2,
+                        help="speakers after each fold's test group that validate (fold groups where the adapter "
+                             "has them: IEMOCAP sessions)")
     parser.add_argument("--validation-keep", type=int, default=0,
                         help="validate on only the first K of each fold's --validation-speakers and leave the others out "
                              "of the store (neither train nor validation): the train and test speakers stay those of "
@@ -225,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
 
     utts, rejects = EMOTION_CORPORA[args.corpus](args.root)
     speakers = sorted({u.speaker for u in utts})
-    folds = speaker_folds(speakers, args.folds, args.validation_speakers)
+    folds = group_folds(speakers, fold_group(args.corpus), args.folds, args.validation_speakers)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     only = {int(x) for x in args.only_folds.split(",") if x.strip()}
     run = Runner(args.dry_run)

@@ -1,6 +1,7 @@
 """``prep``: the data-preparation stages, one command each.
 
     prep demo-corpus OUT                       synthetic corpus + noise (MSP/MUSAN/ESC-50 layouts)
+    prep corpus --corpus iemocap --root R      what a corpus gives (splits, classes, speakers, rejects)
     prep superset --corpus msp --root R --noise-root M --out OUT
     prep testsets --corpus msp --root R --noise-root M --unseen-root E --out OUT
     prep fixed-snr --corpus msp --root R --noise-root M --out OUT   (the Fixed-SNR baseline)
@@ -25,6 +26,7 @@ import typer
 from mixer.corpora import EMOTION_ADAPTERS, NOISE_CORPORA, split_options
 from scoring.cli_score import score
 from shards.cli import fail
+from shards.distortions import distortion_names
 from shards.errors import InputError
 from shards.metrics import metric_names
 from shards.vocab import AUDIO_LAYOUT, LAYOUTS, RECIPE_LAYOUT
@@ -64,13 +66,13 @@ def _metric_list(metrics: str) -> tuple[str, ...]:
     return _split_list(metrics, metric_names(), "--metrics") if metrics else ()
 
 
-def _snr_list(snrs: str) -> tuple[float, ...]:
+def _snr_list(snrs: str, option: str = "--snrs") -> tuple[float, ...]:
     try:
         values = tuple(float(x) for x in snrs.split(",") if x.strip())
     except ValueError:
         values = ()
     if not values:
-        fail(f"--snrs {snrs!r}: expected comma-separated numbers of dB")
+        fail(f"{option} {snrs!r}: expected comma-separated numbers" + (" of dB" if option == "--snrs" else ""))
     return values
 
 
@@ -92,7 +94,7 @@ def _split_option_help(parameter: str, corpora: list[str]) -> str:
     for corpus in corpora:
         option = next(o for o in split_options(corpus) if o.parameter == parameter)
         default = inspect.signature(EMOTION_ADAPTERS[corpus].prepare).parameters[parameter].default
-        parts.append(f"{corpus}: {option.help}, comma-separated (default {','.join(str(v) for v in default)})")
+        parts.append(f"{corpus}: {option.describe(default)}")
     return "; ".join(parts) + "."
 
 
@@ -126,6 +128,16 @@ class _StageArgs:
 
     def metric_list(self) -> tuple[str, ...]:
         return _metric_list(self.metrics)
+
+
+@dataclass
+class _CorpusArgs:
+    """What reading a corpus takes (``prep corpus``; a stage's :class:`_StageArgs` has them too)."""
+
+    corpus: str
+    root: Optional[Path]
+    limit: int
+    splits: dict  # split option parameter -> its text, for the options given
 
 
 def _shared_options(metrics_default: str, metrics_help: str, noise_root_help: str) -> list[inspect.Parameter]:
@@ -172,9 +184,7 @@ def _stage(name: str, stage: str, metrics_default: str, metrics_help: str = _ALL
         shared_names = [p.name for p in shared]
 
         def command(**values):
-            splits = {p: values.pop(p) for p in _SPLIT_OPTIONS if values.get(p) is not None}
-            for p in _SPLIT_OPTIONS:
-                values.pop(p, None)
+            splits = _pop_split_options(values)
             args = _StageArgs(**{n: values.pop(n) for n in shared_names if n in values}, splits=splits)
             if args.mixes not in LAYOUTS:
                 fail(f"--mixes {args.mixes!r}: expected one of {', '.join(LAYOUTS)}")
@@ -199,7 +209,15 @@ def _stage(name: str, stage: str, metrics_default: str, metrics_help: str = _ALL
     return register
 
 
-def _corpus_keywords(args: _StageArgs) -> dict:
+def _pop_split_options(values: dict) -> dict:
+    """The split options given (parameter -> text), taken out of a command's ``values``."""
+    given = {p: values.pop(p) for p in _SPLIT_OPTIONS if values.get(p) is not None}
+    for p in _SPLIT_OPTIONS:
+        values.pop(p, None)
+    return given
+
+
+def _corpus_keywords(args: _StageArgs | _CorpusArgs) -> dict:
     """The adapter's split keywords from the options given; one that the corpus does not take is an error."""
     taken = {o.parameter: o for o in split_options(args.corpus)}
     keywords = {}
@@ -213,6 +231,15 @@ def _corpus_keywords(args: _StageArgs) -> dict:
 
 def _load_corpus(args: _StageArgs):
     """(utterances, rejects, label files read) of the stage's corpus."""
+    utts, rejects, label_files = _read_corpus(args)
+    if not utts:
+        fail(f"{args.root}: no usable utterances found ({len(rejects)} rejected)")
+    return utts, [{"file": r.file, "reason": r.reason} for r in rejects], label_files
+
+
+def _read_corpus(args: _StageArgs | _CorpusArgs):
+    """(utterances, rejects, label files read) of ``args.corpus`` at ``args.root`` with its
+    split options, the first ``args.limit`` utterances (by id) of each split when given."""
     from mixer import corpora
 
     corpus, root = args.corpus, args.root
@@ -230,9 +257,7 @@ def _load_corpus(args: _StageArgs):
         for split in sorted({u.split for u in utts}):
             kept += sorted((u for u in utts if u.split == split), key=lambda u: u.utt_id)[:args.limit]
         utts = kept
-    if not utts:
-        fail(f"{root}: no usable utterances found ({len(rejects)} rejected)")
-    return utts, [{"file": r.file, "reason": r.reason} for r in rejects], _label_files(counts)
+    return utts, rejects, _label_files(counts)
 
 
 def _load_noise(layout: str, root: Optional[Path], option: str):
@@ -340,20 +365,72 @@ def superset(
     bins: int = typer.Option(15, help="SNR bins over [snr-min, snr-max)."),
     snr_min: float = typer.Option(0.0, help="Lowest SNR in dB."),
     snr_max: float = typer.Option(30.0, help="Highest SNR in dB (excluded)."),
-    noise_types: str = typer.Option("noise,music", help="MUSAN parts to mix with, one mix per bin and type."),
+    noise_types: Optional[str] = typer.Option(None, help="MUSAN parts to mix with, one mix per bin and type (default noise,music; or name them in --kinds)."),
+    kinds: Optional[str] = typer.Option(None, "--kinds", help=(
+        f"Distortion kinds, comma-separated, of {', '.join(distortion_names())} (default noise,music): every "
+        "kind gets --bins mixes per utterance (noise, music, speech, babble, reverb+noise one per SNR bin; "
+        "reverb one per room, rooms drawn without replacement). README 'Distortion kinds'.")),
+    rir_root: Optional[Path] = typer.Option(None, "--rir-root", help=(
+        "Folder of room impulse response files (any rate and channels: channel 0, resampled to 16 kHz; "
+        "T60 and DRR from a rooms.csv beside them, else estimated) for the reverb and reverb+noise kinds.")),
+    sim_rooms: int = typer.Option(0, "--sim-rooms", help=(
+        "Simulated shoebox rooms (pyroomacoustics, image-source method) for the reverb kinds, beside or instead "
+        "of --rir-root: drawn from the seed, computed once and stored in the store (OUT/<corpus>/rirs/).")),
+    sim_rt60: str = typer.Option("0.2,0.8", "--sim-rt60", help="RT60 range (seconds, min,max) of the simulated rooms."),
 ):
     """Mix every train and validation utterance with noise and music in every SNR bin (30N),
-    score every mix and write WebDataset shards, the metadata table and the manifest."""
+    and with the other distortion kinds asked for (--kinds), score every mix and write
+    WebDataset shards, the metadata table and the manifest."""
     from mixer.plan import SupersetOptions, plan_clean, plan_superset
 
-    opts = SupersetOptions(snr_min=snr_min, snr_max=snr_max, bins=bins, noise_types=_noise_type_list(noise_types),
+    additive, others = _kind_lists(kinds, noise_types)
+    opts = SupersetOptions(snr_min=snr_min, snr_max=snr_max, bins=bins, noise_types=additive,
                            utts_per_shard=args.per_shard, seed=args.seed, metrics=args.metric_list())
+    rirs, rir_rejects = _load_rirs(rir_root, others, args, sim_rooms, sim_rt60)
     inputs = _load_inputs(args)
     train_val = [u for u in inputs.utts if u.split in ("train", "validation")]
     if not train_val:
         fail(f"{args.root}: no train or validation utterances")
-    tasks = plan_clean(train_val, opts.utts_per_shard) + plan_superset(train_val, inputs.noises, opts)
-    return tasks, inputs.info(args, opts, len(train_val)), inputs.rejects
+    tasks = plan_clean(train_val, opts.utts_per_shard) + plan_superset(train_val, inputs.noises, opts, others, rirs)
+    # a superset of the additive kinds alone records what it always recorded
+    extra = {"kinds": list(others), "rir_root": str(rir_root or ""), "rir_files": len(rirs)} if others else {}
+    if others and sim_rooms:
+        extra.update(sim_rooms=sim_rooms, sim_rt60=sim_rt60)
+    return tasks, inputs.info(args, opts, len(train_val), **extra), inputs.rejects + rir_rejects
+
+
+def _kind_lists(kinds: Optional[str], noise_types: Optional[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(additive kinds, other kinds) of ``--kinds`` (or ``--noise-types``; default noise,music)."""
+    from shards.distortions import additive_kinds
+
+    if kinds is not None and noise_types is not None:
+        fail("--kinds and --noise-types both given: name the MUSAN parts in --kinds alone")
+    if kinds is None:
+        return _noise_type_list(noise_types or "noise,music"), ()
+    listed = _split_list(kinds, distortion_names(), "--kinds")
+    return tuple(k for k in listed if k in additive_kinds()), tuple(k for k in listed if k not in additive_kinds())
+
+
+def _load_rirs(rir_root: Optional[Path], kinds: tuple[str, ...], args: _StageArgs, sim_rooms: int,
+               sim_rt60: str) -> tuple[list, list[dict]]:
+    """(RIRs, rejects) of ``--rir-root`` and the store's simulated rooms when a kind convolves
+    with one, else nothing."""
+    from mixer import rir, rooms
+    from shards.distortions import RIR_SOURCE, distortion_spec
+
+    if not any(RIR_SOURCE in distortion_spec(k).sources for k in kinds):
+        return [], []
+    if rir_root is None and sim_rooms <= 0:
+        fail(f"--kinds {','.join(kinds)}: reverberation needs room impulse responses (--rir-root DIR or --sim-rooms N)")
+    found, rejects = rir.prepare(rir_root) if rir_root is not None else ([], [])
+    if sim_rooms > 0:
+        rt60 = _snr_list(sim_rt60, "--sim-rt60")
+        if len(rt60) != 2:
+            fail(f"--sim-rt60 {sim_rt60!r}: expected min,max in seconds")
+        folder = rooms.simulated_rooms(args.out / args.corpus, sim_rooms, (rt60[0], rt60[1]), args.seed)
+        simulated, more = rir.prepare(folder, f"{folder.name}/")
+        found, rejects = sorted(found + simulated, key=lambda r: r.rir_file), rejects + more
+    return found, [{"file": r.file, "reason": r.reason} for r in rejects]
 
 
 @_stage("fixed-snr", "fixed_snr", metrics_default="", metrics_help=_BASELINE_METRICS_HELP)
@@ -436,6 +513,64 @@ def testsets(
     info = inputs.info(args, opts, len(tests), unseen_root=str(unseen_root or ""),
                        unseen_files=len(unseen), label_files=inputs.label_files + unseen_labels)
     return tasks, info, inputs.rejects + unseen_rejects
+
+
+#: The shared options ``prep corpus`` takes (with every split option).
+_CORPUS_COMMAND_OPTIONS = ("corpus", "root", "limit")
+
+
+def _corpus_summary(as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+                    **values) -> None:
+    """Show what a corpus gives, without mixing anything: the utterances per split and class,
+    the speakers per split, the total audio duration per split (from the file headers) and the
+    rejects grouped by reason. Takes the split options a build takes (and --limit), so the
+    counts are those a build of the same options stores."""
+    import json
+
+    from mixer.corpora import LabelCount
+    from mixer.corpus_summary import options_text, summarize_corpus, summary_lines
+
+    args = _CorpusArgs(splits=_pop_split_options(values), **values)
+    try:
+        utts, rejects, label_files = _read_corpus(args)
+        options = _corpus_options(args)
+    except InputError as exc:
+        fail(str(exc))
+    summary = summarize_corpus(utts, rejects)
+    if as_json:
+        typer.echo(json.dumps({"corpus": args.corpus, "root": str(args.root), "options": options, "limit": args.limit,
+                               **summary, "label_files": label_files}, indent=1))
+        return
+    shown = options_text(options)
+    typer.echo(f"corpus {args.corpus} at {args.root}" + (f" ({shown})" if shown else "")
+               + (f", the first {args.limit} utterances of each split" if args.limit > 0 else ""))
+    for line in summary_lines(summary):
+        typer.echo(line)
+    for count in label_files:
+        typer.echo(f"label rows {LabelCount(**count).summary()}")
+
+
+def _corpus_options(args: _CorpusArgs) -> dict:
+    """The corpus's split options as its adapter takes them: the given ones, else prepare's defaults."""
+    given = _corpus_keywords(args)
+    defaults = inspect.signature(EMOTION_ADAPTERS[args.corpus].prepare).parameters
+    options = {}
+    for option in split_options(args.corpus):
+        value = given.get(option.parameter, defaults[option.parameter].default)
+        options[option.parameter] = value if isinstance(value, (str, int)) else sorted(value)
+    return options
+
+
+def _register_corpus_command() -> None:
+    shared = [p for p in _shared_options("", "", "") if p.name in _CORPUS_COMMAND_OPTIONS or p.name in _SPLIT_OPTIONS]
+    own = inspect.signature(_corpus_summary).parameters["as_json"].replace(kind=inspect.Parameter.KEYWORD_ONLY)
+    parameters = [own, *shared]
+    _corpus_summary.__signature__ = inspect.Signature(parameters)
+    _corpus_summary.__annotations__ = {p.name: p.annotation for p in parameters}
+    app.command("corpus", cls=_Command)(_corpus_summary)
+
+
+_register_corpus_command()
 
 
 @app.command("verify", cls=_Command)

@@ -33,7 +33,7 @@ def test_every_stage_offers_every_adapters_split_options_and_noise_layouts():
 def test_a_split_option_of_another_corpus_is_one_line_exit_2(tmp_path):
     result = CliRunner().invoke(app, ["superset", "--corpus", "demo", "--root", str(tmp_path), "--test-actors", "1,2"])
     assert result.exit_code == 2
-    assert result.output.strip() == "error: --test-actors applies to --corpus ravdess, not demo"
+    assert result.output.strip() == "error: --test-actors applies to --corpus ravdess or crema_d, not demo"
 
 
 def test_a_malformed_split_option_is_one_line_exit_2(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -21,24 +21,66 @@ SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"
 
 @dataclass(frozen=True)
 class SplitOption:
-    """A split option of an adapter (a keyword of its ``prepare``) that ``prep`` offers as
-    ``--<parameter>`` with comma-separated values; an adapter lists them in ``SPLIT_OPTIONS``."""
+    """An option of an adapter (a keyword of its ``prepare``) that ``prep`` offers as
+    ``--<parameter>``; an adapter lists them in ``SPLIT_OPTIONS``. By default its value is a
+    comma-separated list (``--test-speakers 15,16``); ``single`` takes one value
+    (``--test-session 5``) and ``choices`` one of fixed words (``--happy hap+exc``). They
+    decide which utterances an adapter yields and how: splits, and label conventions."""
 
     parameter: str  # prepare's keyword, e.g. "test_speakers"
     help: str  # what the values are, e.g. "speakers held out for test"
     item: type = str  # the type of one value (str, int)
+    single: bool = False  # one value, not a comma-separated list
+    choices: tuple[str, ...] = ()  # the words allowed (a single str value); empty: any value of ``item``
 
     @property
     def flag(self) -> str:
         return "--" + self.parameter.replace("_", "-")
 
-    def parse(self, text: str) -> tuple:
-        """``"15,16"`` as prepare's value; InputError names the option and what was expected."""
+    def parse(self, text: str):
+        """``"15,16"`` (a tuple), ``"5"`` or ``"hap"`` as prepare's value; InputError names the
+        option and what was expected."""
+        if self.choices:
+            if text.strip() not in self.choices:
+                raise InputError(f"{self.flag} {text!r}: expected one of {', '.join(self.choices)}")
+            return text.strip()
+        if self.single:
+            try:
+                return self.item(text.strip())
+            except ValueError:
+                raise InputError(f"{self.flag} {text!r}: expected one {self.item.__name__} value") from None
         items = [x.strip() for x in text.split(",") if x.strip()]
         try:
             return tuple(self.item(x) for x in items)
         except ValueError:
             raise InputError(f"{self.flag} {text!r}: expected comma-separated {self.item.__name__} values") from None
+
+    def describe(self, default) -> str:
+        """What the option takes and its default (``default``: prepare's), for ``--help``."""
+        if self.choices:
+            return f"{self.help}: one of {', '.join(self.choices)} (default {default})"
+        if self.single:
+            return f"{self.help} (default {default})"
+        return f"{self.help}, comma-separated (default {','.join(str(v) for v in default)})"
+
+
+def held_out_ids(
+    test: Collection[int], validation: Collection[int], allowed: range, noun: str, corpus: str, root: Path
+) -> tuple[frozenset[int], frozenset[int]]:
+    """The test and validation ids of a split by speaker (``noun``: actor, session ...),
+    checked: integers in ``allowed``, none given for both; else :class:`InputError`."""
+    held: list[frozenset[int]] = []
+    for split, values in (("test", test), ("validation", validation)):
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
+                raise InputError(f"{root}: {split} {noun} {value!r} is not one of {corpus}'s {noun}s "
+                                 f"(expected integers {allowed.start}-{allowed.stop - 1})")
+        held.append(frozenset(values))
+    overlap = held[0] & held[1]
+    if overlap:
+        listed = ", ".join(str(v) for v in sorted(overlap))
+        raise InputError(f"{root}: {noun}(s) {listed} given for both test and validation")
+    return held[0], held[1]
 
 
 def require_dir(path: str | Path, what: str) -> Path:
