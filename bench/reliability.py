@@ -37,7 +37,6 @@ import csv
 import glob
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from shards.vocab import EMOTIONS  # noqa: E402
 from trainer.protocol import GAP_SCORES, pearson  # noqa: E402
+from trainer.report.feedback import nanmean  # noqa: E402
 from trainer.runfolder import read_epochs  # noqa: E402
 
 #: epochs left out at the start: the first epochs' gaps describe an untrained model
@@ -75,26 +75,17 @@ def class_mix_gaps(record: dict) -> list[float] | None:
     return gaps
 
 
-def _mean(values) -> float:
-    values = np.asarray(values, dtype=float)
-    if not np.isfinite(values).any():
-        return float("nan")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(np.nanmean(values))
-
-
 def run_figures(epochs: list[dict]) -> dict:
     """One run's means over its epochs after the burn-in."""
     kept = epochs[BURN_IN:]
-    out = {f"r_{s}": _mean([(e.get("gap_split_half_r") or {}).get(s, np.nan) for e in kept]) for s in GAP_SCORES}
+    out = {f"r_{s}": nanmean([(e.get("gap_split_half_r") or {}).get(s, np.nan) for e in kept]) for s in GAP_SCORES}
     mix_r = []
     for e in kept:
         predicted = class_mix_gaps(e)
         if predicted is not None:
             measured = [e["val_wf1_clean"] - w for w in e["val_wf1_levels"]]
             mix_r.append(pearson(predicted, measured))
-    out["r_class_mix"] = _mean(mix_r) if mix_r else float("nan")
+    out["r_class_mix"] = nanmean(mix_r) if mix_r else float("nan")
     out["epochs"] = len(kept)
     return out
 
@@ -147,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {"group": label, "runs": len(runs), "n_validation": float(np.mean(sizes))}
         for key in [f"r_{s}" for s in GAP_SCORES] + ["r_class_mix"]:
             values = np.array([f[key] for f in figures], dtype=float)
-            row[key] = _mean(values)
+            row[key] = nanmean(values)
             row[key + "_sd"] = float(np.nanstd(values)) if np.isfinite(values).any() else float("nan")
         for s in GAP_SCORES:
             whole = spearman_brown(row[f"r_{s}"])

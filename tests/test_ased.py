@@ -73,7 +73,7 @@ def test_split_options_move_speakers_and_refuse_overlap(tiny_ased):
     assert {u.speaker: u.split for u in utts} == {"03": "validation", "15": "test", "29": "validation", "65": "train"}
     with pytest.raises(InputError, match="given for both test and validation"):
         ased.prepare(tiny_ased, test_speakers=(3,), validation_speakers=(3,))
-    with pytest.raises(InputError, match="not an ASED speaker"):
+    with pytest.raises(InputError, match="is not one of ASED.s speakers"):
         ased.prepare(tiny_ased, test_speakers=(70,))
     with pytest.raises(InputError, match="expected ASED's folder"):
         ased.prepare(tiny_ased / "missing")

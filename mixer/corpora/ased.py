@@ -47,7 +47,7 @@ from pathlib import Path
 from shards.errors import InputError
 
 from ..records import Reject, Utterance, safe_id
-from ._common import SOUNDFILE_EXTENSIONS, SplitOption, index_files, require_dir
+from ._common import SOUNDFILE_EXTENSIONS, SplitOption, held_out_ids, index_files, require_dir
 
 #: The name's emotion letter -> (its number, the label; None where the class is not used).
 EMOTION_LETTERS = {"n": ("1", "neutral"), "f": ("2", None), "h": ("3", "happy"), "s": ("4", "sad"),
@@ -68,15 +68,6 @@ SPLIT_OPTIONS = (
     SplitOption("validation_speakers", "speakers (1-65) held out for validation", int),
 )
 LAYOUT = "01Neutral/ 02Fearful/ 03Happy/ 04Sad/ 05Angry/ holding files like n1-01-01-01-01.wav"
-
-
-def _speaker_set(speakers: Collection[int], option: str, root: Path) -> frozenset[int]:
-    values = set()
-    for speaker in speakers:
-        if isinstance(speaker, bool) or not isinstance(speaker, int) or speaker not in SPEAKERS:
-            raise InputError(f"{root}: {option} {speaker!r} is not an ASED speaker (expected integers 1-65)")
-        values.add(speaker)
-    return frozenset(values)
 
 
 def _reject_reason(path: Path, match: re.Match | None) -> str | None:
@@ -110,12 +101,7 @@ def prepare(
 ) -> tuple[list[Utterance], list[Reject]]:
     """Utterances of the four classes, split by speaker; a reject for every other file."""
     root = require_dir(root, f"ASED's folder holding {LAYOUT}")
-    test = _speaker_set(test_speakers, "test speaker", root)
-    validation = _speaker_set(validation_speakers, "validation speaker", root)
-    overlap = test & validation
-    if overlap:
-        listed = ", ".join(f"{s:02d}" for s in sorted(overlap))
-        raise InputError(f"{root}: speaker(s) {listed} given for both test and validation")
+    test, validation = held_out_ids(test_speakers, validation_speakers, SPEAKERS, "speaker", "ASED", root)
 
     files = sorted(p for paths in index_files(root).values() for p in paths)
     in_emotion_dirs = [p for p in files if FOLDER_PATTERN.match(p.parent.name)]

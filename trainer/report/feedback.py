@@ -32,7 +32,8 @@ from trainer.report.runs import column_order
 SCORE_LABELS = {"wf1": "WF1", "uar": "UAR", "loss": "loss"}
 
 
-def _nanmean(values) -> float:
+def nanmean(values) -> float:
+    """The mean of the finite values (NaN when there are none), without a warning."""
     values = np.asarray(values, dtype=float)
     if not np.isfinite(values).any():
         return float("nan")
@@ -47,11 +48,11 @@ def run_feedback(epochs: list[dict]) -> dict:
     moves = [weights_l1(a, b) for a, b in zip(weights, weights[1:]) if a and b]
     gaps = [e.get("gaps") or [] for e in epochs]
     kept = [pearson(a, b) for a, b in zip(gaps, gaps[1:]) if a and b]
-    out = {"weights_l1": _nanmean(moves) if moves else float("nan"),
-           "gap_r_next": _nanmean(kept) if kept else float("nan"),
-           "feedback_split_half_r": _nanmean([e.get("feedback_split_half_r", float("nan")) for e in epochs])}
+    out = {"weights_l1": nanmean(moves) if moves else float("nan"),
+           "gap_r_next": nanmean(kept) if kept else float("nan"),
+           "feedback_split_half_r": nanmean([e.get("feedback_split_half_r", float("nan")) for e in epochs])}
     for score in GAP_SCORES:
-        out[f"split_half_r_{score}"] = _nanmean([(e.get("gap_split_half_r") or {}).get(score, float("nan"))
+        out[f"split_half_r_{score}"] = nanmean([(e.get("gap_split_half_r") or {}).get(score, float("nan"))
                                                  for e in epochs])
     return out
 
