@@ -22,21 +22,19 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from trainer.protocol import GAP_SCORES, pearson, smooth_halves  # noqa: E402
+from trainer.protocol import FEEDBACK_BURN_IN, GAP_SCORES, pearson, smooth_halves  # noqa: E402
 from trainer.runfolder import read_epochs  # noqa: E402
 
 CANDIDATES = (0.0, 0.5, 0.7, 0.8, 0.9)
-#: epochs left out at the start: the first epochs' gaps describe an untrained model
-BURN_IN = 5
 
 
 def split_half_r(epochs: list[dict], score: str, beta: float) -> float:
-    """Mean over epochs (after BURN_IN) of the correlation of the two halves' smoothed gaps."""
+    """Mean over epochs (after FEEDBACK_BURN_IN) of the correlation of the two halves' smoothed gaps."""
     halves: list[list[float]] = []
     rs = []
     for e, record in enumerate(epochs, 1):
         halves = smooth_halves(halves, record["gap_halves"][score], beta)
-        if e > BURN_IN:
+        if e > FEEDBACK_BURN_IN:
             rs.append(pearson(*halves))
     return float(np.nanmean(rs)) if rs else float("nan")
 
@@ -49,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if "gap_halves" not in epochs[0]:
         raise SystemExit(f"{args.run}: its epochs carry no gap_halves (trained before the feedback figures existed)")
     table = {score: {beta: split_half_r(epochs, score, beta) for beta in CANDIDATES} for score in GAP_SCORES}
-    print(f"{args.run}: {len(epochs)} epochs; mean split-half r of the smoothed gaps (epochs > {BURN_IN})\n")
+    print(f"{args.run}: {len(epochs)} epochs; mean split-half r of the smoothed gaps (epochs > {FEEDBACK_BURN_IN})\n")
     print("| gap score | " + " | ".join(f"B = {b:g}" for b in CANDIDATES) + " |")
     print("|---|" + "---:|" * len(CANDIDATES))
     for score, row in table.items():

@@ -43,12 +43,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from shards.vocab import EMOTIONS  # noqa: E402
-from trainer.protocol import GAP_SCORES, pearson  # noqa: E402
+from trainer.protocol import FEEDBACK_BURN_IN, GAP_SCORES, pearson  # noqa: E402
 from trainer.report.feedback import nanmean  # noqa: E402
 from trainer.runfolder import read_epochs  # noqa: E402
 
-#: epochs left out at the start: the first epochs' gaps describe an untrained model
-BURN_IN = 5
 #: MSP-Podcast 1.8's validation set (the paper's setting), for the projection
 MSP_VALIDATION_UTTERANCES = 4772
 
@@ -77,7 +75,7 @@ def class_mix_gaps(record: dict) -> list[float] | None:
 
 def run_figures(epochs: list[dict]) -> dict:
     """One run's means over its epochs after the burn-in."""
-    kept = epochs[BURN_IN:]
+    kept = epochs[FEEDBACK_BURN_IN:]
     out = {f"r_{s}": nanmean([(e.get("gap_split_half_r") or {}).get(s, np.nan) for e in kept]) for s in GAP_SCORES}
     mix_r = []
     for e in kept:
@@ -166,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         cells += [cell(r[f"R_{s}_msp"]) for s in GAP_SCORES]
         cells += [cell(r["r_class_mix"], r["r_class_mix_sd"])]
         lines.append("| " + " | ".join(cells) + " |")
-    note = (f"\nMeans over epochs {BURN_IN + 1}+ and then over runs (sd over runs). Split-half r: correlation across "
+    note = (f"\nMeans over epochs {FEEDBACK_BURN_IN + 1}+ and then over runs (sd over runs). Split-half r: correlation across "
             "levels of the gaps of two halves of the validation utterances. R: Spearman-Brown reliability of the whole "
             f"set, 2r/(1+r). Projected: Spearman-Brown prophecy from R to {MSP_VALIDATION_UTTERANCES:,} utterances "
             "(a projection: it assumes exchangeable utterances). Class-mix r: correlation across levels of the "
