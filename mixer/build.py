@@ -29,7 +29,7 @@ from mixer.mixing import MixError, fit_noise, fit_pcm16
 from mixer.plan import SOURCE_TASKS, MixSpec, NoiseShardTask, RirRef, RirShardTask, ShardTask, TalkerRef, UttJob
 from mixer.rir import load_rir, rir_digest
 from shards.mixing import float_to_pcm16, noise_stretch, pcm16_to_float, stretch_offset
-from shards.reader import NoiseLocation, stored_noise, stored_rir
+from shards.reader import NoiseLocation, release_process_caches, stored_noise, stored_rir
 from scoring.metrics import score_mixes
 from shards import store as st
 from shards.atomic import write_json_atomic
@@ -152,7 +152,10 @@ def build_shard(store_dir: str, task: ShardTask | NoiseShardTask, owner: str | N
         if isinstance(task, RirShardTask):
             return _build_rir_shard(Path(store_dir), task, owner)
         if task.layout == RECIPE_LAYOUT:
-            return _build_recipe_part(Path(store_dir), task, owner, noise_index or {})
+            try:
+                return _build_recipe_part(Path(store_dir), task, owner, noise_index or {})
+            finally:
+                release_process_caches()  # the next part mixes other utterances and noise
         return _build_shard(Path(store_dir), task, owner)
 
 

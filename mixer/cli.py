@@ -437,20 +437,38 @@ def _load_rirs(rir_root: Optional[Path], kinds: tuple[str, ...], args: _StageArg
 def fixed_snr(
     args: _StageArgs,
     snrs: str = typer.Option("0,5,10", help="Exact SNRs (dB): one mix per SNR and noise type for every train utterance."),
-    noise_types: str = typer.Option("noise,music", "--noise-types", help=_BASELINE_NOISE_TYPES_HELP),
+    noise_types: Optional[str] = typer.Option(None, "--noise-types", help=f"{_BASELINE_NOISE_TYPES_HELP} (default noise,music; or name them in --kinds)."),
+    kinds: Optional[str] = typer.Option(None, "--kinds", help=(
+        f"Distortion kinds, comma-separated, of {', '.join(distortion_names())} (default noise,music): noise, "
+        "music and babble at each --snrs; reverb in 3 fixed rooms of the superset's RIRs (--rir-root, "
+        "--sim-rooms as the superset's: the lowest, median and highest T60); reverb+noise at each --snrs in "
+        "one of them. README 'Distortion kinds'.")),
+    rir_root: Optional[Path] = typer.Option(None, "--rir-root", help="The superset's --rir-root (the reverb kinds' fixed rooms are drawn from it)."),
+    sim_rooms: int = typer.Option(0, "--sim-rooms", help="The superset's --sim-rooms (its stored simulated rooms join the RIRs)."),
+    sim_rt60: str = typer.Option("0.2,0.8", "--sim-rt60", help="The superset's --sim-rt60."),
 ):
     """The Fixed-SNR baseline's training mixes: every train utterance with noise and with music
     at 0, 5 and 10 dB (6N; with the clean utterances of the superset, 7N), in the same store,
-    seeded and resumable like the superset (trainer run --strategy fixed-snr)."""
+    seeded and resumable like the superset (trainer run --strategy fixed-snr); with --kinds,
+    the other kinds at their fixed severities too."""
     from mixer.plan import FixedSnrOptions, plan_fixed_snr
 
-    opts = FixedSnrOptions(snrs=_snr_list(snrs), noise_types=_noise_type_list(noise_types),
+    additive, others = _kind_lists(kinds, noise_types)
+    opts = FixedSnrOptions(snrs=_snr_list(snrs), noise_types=additive or _noise_type_list("noise,music"),
                            utts_per_shard=args.per_shard, seed=args.seed, metrics=args.metric_list())
+    rirs, rir_rejects = _load_rirs(rir_root, others, args, sim_rooms, sim_rt60)
+    if rirs:
+        from mixer.rooms import check_superset_rooms
+
+        check_superset_rooms(args.out / args.corpus, rir_root, sim_rooms, sim_rt60)
     inputs = _load_inputs(args)
     train = [u for u in inputs.utts if u.split == "train"]
     if not train:
         fail(f"{args.root}: no train utterances")
-    return plan_fixed_snr(train, inputs.noises, opts), inputs.info(args, opts, len(train)), inputs.rejects
+    # a Fixed-SNR stage of the additive kinds alone records what it always recorded
+    extra = {"kinds": list(others), "rir_root": str(rir_root or ""), "rir_files": len(rirs)} if others else {}
+    return (plan_fixed_snr(train, inputs.noises, opts, others, rirs), inputs.info(args, opts, len(train), **extra),
+            inputs.rejects + rir_rejects)
 
 
 @_stage("copypaste", "copypaste", metrics_default="", metrics_help=_BASELINE_METRICS_HELP)
@@ -489,19 +507,30 @@ def testsets(
     args: _StageArgs,
     unseen_root: Optional[Path] = typer.Option(None, help="ESC-50 root for the unseen-noise test; demo: <root>/esc50."),
     unseen_layout: str = typer.Option("esc50", help=f"Layout of --unseen-root: {', '.join(_NOISE_LAYOUTS)} (folder: every audio file below it)."),
-    snrs: str = typer.Option("0,5,10", help="Exact SNRs (dB) of the seen-noise test sets."),
-    noise_types: str = typer.Option("noise,music", "--noise-types", help="MUSAN parts of the seen-noise test sets, one mix per SNR and type."),
+    snrs: str = typer.Option("0,5,10", help="Exact SNRs (dB) of the seen-noise test sets (and of the babble ones)."),
+    noise_types: Optional[str] = typer.Option(None, "--noise-types", help="MUSAN parts of the seen-noise test sets, one mix per SNR and type (default noise,music; or name them in --kinds)."),
+    kinds: Optional[str] = typer.Option(None, "--kinds", help=(
+        f"Distortion kinds, comma-separated, of {', '.join(distortion_names())} (default noise,music): besides "
+        "the seen-noise sets, babble at each --snrs (test_babble<dB>), reverberation in rooms never used for "
+        "training (test_reverb, test_reverb_rt<s>) and far field (test_farfield<dB>). README 'Distortion kinds'.")),
+    test_rir_root: Optional[Path] = typer.Option(None, "--test-rir-root", help="Folder of room impulse responses never used for training (e.g. ../shared/audio/rir/pori_hall): test_reverb."),
+    test_sim_rt60: Optional[str] = typer.Option(None, "--test-sim-rt60", help="Target RT60s (seconds, comma-separated) of simulated test rooms the superset's --sim-rt60 range does not draw: test_reverb_rt<s> each."),
+    test_sim_rooms: int = typer.Option(2, "--test-sim-rooms", min=1, help="Simulated test rooms per --test-sim-rt60 value (stored in the store, as the superset's)."),
+    far_snrs: str = typer.Option("5", "--far-snrs", help="Exact SNRs (dB) of the far-field test sets (an unseen room plus seen noise)."),
 ):
     """Write the test sets: clean; MUSAN noise and music at exactly 0, 5 and 10 dB; ESC-50
-    noise at an SNR uniform in [0, 30] (unseen)."""
-    from mixer.plan import TestsetOptions, plan_clean, plan_testsets
+    noise at an SNR uniform in [0, 30] (unseen); with --kinds, the other kinds' test
+    conditions (babble, reverberation in unseen rooms, far field)."""
+    from mixer.plan import TestsetOptions, plan_clean, plan_kind_testsets, plan_testsets
 
     snr_values = _snr_list(snrs)
+    additive, others = _kind_lists(kinds, noise_types)
+    test_rirs, sim_rooms, rir_rejects = _load_test_rooms(test_rir_root, test_sim_rt60, test_sim_rooms, others, args)
     inputs = _load_inputs(args)
     test_splits = tuple(sorted({u.split for u in inputs.utts if u.split.startswith("test")}))
     if not test_splits:
         fail(f"{args.root}: no test utterances")
-    opts = TestsetOptions(snrs=snr_values, noise_types=_noise_type_list(noise_types), utts_per_shard=args.per_shard,
+    opts = TestsetOptions(snrs=snr_values, noise_types=additive or _noise_type_list("noise,music"), utts_per_shard=args.per_shard,
                           seed=args.seed, splits=test_splits, metrics=args.metric_list())
     unseen_root = _default_noise_root(args.corpus, args.root, unseen_root, unseen_layout)
     unseen, unseen_rejects, unseen_labels = (([], [], []) if unseen_root is None
@@ -510,9 +539,42 @@ def testsets(
         typer.echo("note: no --unseen-root given, the unseen-noise test set is skipped", err=True)
     tests = [u for u in inputs.utts if u.split in test_splits]
     tasks = plan_clean(tests, opts.utts_per_shard) + plan_testsets(tests, inputs.noises, unseen, opts)
+    # test sets of the additive kinds alone record what they always recorded
+    extra = {}
+    if others:
+        far = _snr_list(far_snrs, "--far-snrs")
+        tasks += plan_kind_testsets(tests, inputs.noises, opts, others, far, test_rirs, sim_rooms)
+        extra = {"kinds": list(others), "test_rir_root": str(test_rir_root or ""), "test_rir_files": len(test_rirs),
+                 "test_sim_rt60": [rt for rt, _ in sim_rooms], "test_sim_rooms": test_sim_rooms, "far_snrs": list(far)}
     info = inputs.info(args, opts, len(tests), unseen_root=str(unseen_root or ""),
-                       unseen_files=len(unseen), label_files=inputs.label_files + unseen_labels)
-    return tasks, info, inputs.rejects + unseen_rejects
+                       unseen_files=len(unseen), label_files=inputs.label_files + unseen_labels, **extra)
+    return tasks, info, inputs.rejects + unseen_rejects + rir_rejects
+
+
+def _load_test_rooms(test_rir_root: Optional[Path], test_sim_rt60: Optional[str], rooms_per_rt60: int,
+                     kinds: tuple[str, ...], args: _StageArgs) -> tuple[list, tuple, list[dict]]:
+    """(real test RIRs, ((RT60, simulated rooms), ...), rejects) when a kind convolves with a
+    room, else nothing; rooms the store's superset used are refused (mixer.rooms.check_unseen)."""
+    from mixer import rir, rooms
+    from shards.distortions import RIR_SOURCE, distortion_spec
+
+    if not any(RIR_SOURCE in distortion_spec(k).sources for k in kinds):
+        return [], (), []
+    if test_rir_root is None and not test_sim_rt60:
+        fail(f"--kinds {','.join(kinds)}: test reverberation needs rooms never used for training "
+             f"(--test-rir-root DIR and/or --test-sim-rt60 RT60s)")
+    store = args.out / args.corpus
+    found, rejects = rir.prepare(test_rir_root) if test_rir_root is not None else ([], [])
+    rt60s = _snr_list(test_sim_rt60, "--test-sim-rt60") if test_sim_rt60 else ()
+    rooms.check_unseen(store, found, rt60s)
+    simulated = []
+    for rt60 in rt60s:
+        folder = rooms.simulated_rooms(store, rooms_per_rt60, (rt60, rt60), args.seed, stream=rooms.TEST_STREAM)
+        made, more = rir.prepare(folder, f"{folder.name}/")
+        rooms.check_unseen(store, made)
+        simulated.append((rt60, tuple(made)))
+        rejects += more
+    return found, tuple(simulated), [{"file": r.file, "reason": r.reason} for r in rejects]
 
 
 #: The shared options ``prep corpus`` takes (with every split option).

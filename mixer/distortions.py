@@ -9,6 +9,11 @@ room, ``bins`` rooms without replacement (every room, when there are fewer). The
 :func:`mixer.plan.superset_mixes`); every other kind draws from its own generator seeded by
 (seed, subset, utterance id, kind), so adding a kind changes no other kind's mixes.
 
+The test sets per kind (``test_*``, ``prep testsets --kinds``) draw each test subset's mixes
+from the generator (seed, subset, utterance id), as the seen-noise test sets do; the static
+baseline per kind (``fixed_*``, ``prep fixed-snr --kinds``) from (seed, "fixed_snr",
+utterance id, kind), so the noise and music mixes of both stages stay as they were.
+
 A ``make_*`` returns the mix's samples (on the 16-bit grid) and its fields after the
 sample's own (utterance, split, ...): the noise and SNR fields every mix has, then, for the
 non-additive kinds, ``kind`` and the kind's recipe columns (shards.distortions).
@@ -22,10 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mixer.mixing import FULL_SCALE, MixError, mix_at_snr
-from mixer.plan import MixSpec, RirRef, TalkerRef, _mix_spec
+from mixer.plan import MixSpec, RirRef, TalkerRef, _mix_spec, rng_for
 from mixer.records import Utterance
-from shards.distortions import distortion_spec
+from shards.distortions import distortion_spec, test_subset
 from shards.errors import InputError
+from shards.vocab import FIXED_SNR_SUBSET, snr_tag
 from shards.mixing import babble_signal, noise_stretch, render_signal, reverberate, rir_peak, stretch_offset
 
 #: Talkers of a babble mix: drawn uniformly in [MIN_TALKERS, MAX_TALKERS] (Kaldi's MUSAN babble).
@@ -86,21 +92,34 @@ def babble_candidates(utt: Utterance, ctx: KindContext) -> list[Utterance]:
 def plan_babble(rng: np.random.Generator, utt: Utterance, ctx: KindContext) -> tuple[MixSpec, ...]:
     """One babble per SNR bin: 3-7 talkers (fewer when the split has fewer other speakers'
     utterances), drawn without replacement, each cut at its own seeded offset."""
+    candidates = _checked_candidates(utt, ctx)
+    mixes = []
+    for b in range(ctx.bins):
+        snr = ctx.snr_in_bin(rng, b)
+        talkers = _draw_talkers(rng, candidates)
+        mixes.append(_no_noise(f"{utt.utt_id}__s{b:02d}-babble", "babble", "babble", snr, b, talkers=talkers))
+    return tuple(mixes)
+
+
+def _checked_candidates(utt: Utterance, ctx) -> list[Utterance]:
+    """:func:`babble_candidates`, refusing an utterance without a speaker id or without any
+    other speaker's utterance in its split."""
     if not utt.speaker:
         raise InputError(f"{utt.path}: babble needs speaker ids (utterance {utt.utt_id} has none), so that a babble "
                          f"never holds the target's own voice")
     candidates = babble_candidates(utt, ctx)
     if not candidates:
         raise InputError(f"babble for {utt.utt_id}: no utterance of another speaker in split {utt.split!r}")
-    mixes = []
-    for b in range(ctx.bins):
-        snr = ctx.snr_in_bin(rng, b)
-        count = min(int(rng.integers(MIN_TALKERS, MAX_TALKERS + 1)), len(candidates))
-        picked = rng.choice(len(candidates), size=count, replace=False)
-        talkers = tuple(TalkerRef(candidates[int(i)].utt_id, candidates[int(i)].path, candidates[int(i)].speaker,
-                                  float(rng.random())) for i in picked)
-        mixes.append(_no_noise(f"{utt.utt_id}__s{b:02d}-babble", "babble", "babble", snr, b, talkers=talkers))
-    return tuple(mixes)
+    return candidates
+
+
+def _draw_talkers(rng: np.random.Generator, candidates: list[Utterance]) -> tuple[TalkerRef, ...]:
+    """3-7 talkers (fewer when there are fewer candidates), without replacement, each with
+    its seeded offset."""
+    count = min(int(rng.integers(MIN_TALKERS, MAX_TALKERS + 1)), len(candidates))
+    picked = rng.choice(len(candidates), size=count, replace=False)
+    return tuple(TalkerRef(candidates[int(i)].utt_id, candidates[int(i)].path, candidates[int(i)].speaker,
+                           float(rng.random())) for i in picked)
 
 
 def plan_reverb(rng: np.random.Generator, utt: Utterance, ctx: KindContext) -> tuple[MixSpec, ...]:
@@ -122,6 +141,153 @@ def plan_reverb_noise(rng: np.random.Generator, utt: Utterance, ctx: KindContext
         spec = _mix_spec(rng, f"{utt.utt_id}__s{b:02d}-reverb-{noise_type}", noise_type, ctx.by_type[noise_type], snr, b)
         mixes.append(dataclasses.replace(spec, kind="reverb+noise", rir=rir))
     return tuple(mixes)
+
+
+# ------------------------------------------------------------------------------------------
+# test conditions per kind (prep testsets --kinds)
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TestKindContext:
+    """What the test planners draw from. Every subset's draws come from its own generator
+    (seed, subset, utterance id), as the seen-noise test sets' do."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    seed: int
+    snrs: tuple[float, ...]  # babble's exact SNRs
+    far_snrs: tuple[float, ...]  # far field's exact SNRs
+    noise_types: tuple[str, ...]  # the seen noise of a far-field mix (one mix per type)
+    by_type: dict
+    rirs: tuple = ()  # real rooms never used for training (mixer.rir.RirFile)
+    sim_rooms: tuple = ()  # (target RT60, simulated rooms of it) never drawn for training
+    utts_by_split: dict = field(default_factory=dict)
+
+    def all_rooms(self) -> tuple:
+        return tuple(self.rirs) + tuple(r for _, rooms in self.sim_rooms for r in rooms)
+
+
+def plan_test_kind(kind: str, utt: Utterance, ctx: TestKindContext) -> list[tuple[str, MixSpec]]:
+    """(test subset, mix) of one test utterance for a registered non-additive kind."""
+    return _function(distortion_spec(kind).test_plan)(utt, ctx)
+
+
+def _pick(rng: np.random.Generator, items):
+    return items[int(rng.integers(len(items)))]
+
+
+def test_babble(utt: Utterance, ctx: TestKindContext) -> list[tuple[str, MixSpec]]:
+    """One babble per exact SNR (``test_babble<dB>``): 3-7 talkers of the test split's other
+    speakers, drawn as the superset's are."""
+    candidates = _checked_candidates(utt, ctx)
+    out = []
+    for snr in ctx.snrs:
+        subset = test_subset("babble", snr=snr)
+        rng = rng_for(ctx.seed, subset, utt.utt_id)
+        out.append((subset, _no_noise(f"{utt.utt_id}__t{snr_tag(snr)}db-babble", "babble", "babble", snr,
+                                      talkers=_draw_talkers(rng, candidates))))
+    return out
+
+
+def test_reverb(utt: Utterance, ctx: TestKindContext) -> list[tuple[str, MixSpec]]:
+    """One room drawn uniformly among the real unseen rooms (``test_reverb``), and one among
+    the simulated rooms of each target RT60 (``test_reverb_rt<s>``)."""
+    out = []
+    if ctx.rirs:
+        subset = test_subset("reverb")
+        rir = _pick(rng_for(ctx.seed, subset, utt.utt_id), ctx.rirs)
+        out.append((subset, _no_noise(f"{utt.utt_id}__treverb", "reverb", "reverb", rir=_rir_ref(rir))))
+    for rt60, rooms in ctx.sim_rooms:
+        subset = test_subset("reverb", rt60=rt60)
+        rir = _pick(rng_for(ctx.seed, subset, utt.utt_id), rooms)
+        out.append((subset, _no_noise(f"{utt.utt_id}__treverb-rt{snr_tag(rt60)}", "reverb", "reverb",
+                                      rir=_rir_ref(rir))))
+    return out
+
+
+def test_reverb_noise(utt: Utterance, ctx: TestKindContext) -> list[tuple[str, MixSpec]]:
+    """Far field at each exact SNR (``test_farfield<dB>``): for each seen noise type, a room
+    drawn among every unseen room (real and simulated), a file of the type, the SNR measured
+    against the reverberant speech."""
+    rooms = ctx.all_rooms()
+    out = []
+    for snr in ctx.far_snrs:
+        subset = test_subset("reverb+noise", snr=snr)
+        rng = rng_for(ctx.seed, subset, utt.utt_id)
+        for noise_type in ctx.noise_types:
+            rir = _rir_ref(_pick(rng, rooms))
+            spec = _mix_spec(rng, f"{utt.utt_id}__t{snr_tag(snr)}db-farfield-{noise_type}", noise_type,
+                             ctx.by_type[noise_type], snr)
+            out.append((subset, dataclasses.replace(spec, kind="reverb+noise", rir=rir)))
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# the static baseline per kind (prep fixed-snr --kinds)
+# ------------------------------------------------------------------------------------------
+#: Rooms of the static baseline's reverberation: this many of the superset's RIRs.
+FIXED_ROOMS = 3
+
+
+def fixed_rooms(rirs, count: int = FIXED_ROOMS) -> tuple:
+    """The static baseline's train rooms, by one rule: the RIRs sorted by T60 (a T60 that is
+    not a number last, ties by file name), then those at evenly spaced ranks (rounded halves
+    up), first and last included: with 3, the lowest, the median and the highest T60 (every RIR when there are
+    ``count`` or fewer)."""
+    ranked = sorted(rirs, key=lambda r: (not np.isfinite(r.t60_s), r.t60_s if np.isfinite(r.t60_s) else 0.0,
+                                         r.rir_file))
+    if len(ranked) <= count:
+        return tuple(ranked)
+    return tuple(ranked[int(i * (len(ranked) - 1) / (count - 1) + 0.5)] for i in range(count))
+
+
+@dataclass(frozen=True)
+class FixedKindContext:
+    """What the static baseline's planners draw from; each kind from its own generator
+    (seed, "fixed_snr", utterance id, kind), so the noise and music mixes stay as they were."""
+
+    seed: int
+    snrs: tuple[float, ...]
+    noise_types: tuple[str, ...]  # the noise of a far-field mix (one mix per type and SNR)
+    by_type: dict
+    rooms: tuple = ()  # fixed_rooms() of the superset's RIRs
+    utts_by_split: dict = field(default_factory=dict)
+
+    def rng(self, utt: Utterance, kind: str) -> np.random.Generator:
+        return rng_for(self.seed, FIXED_SNR_SUBSET, utt.utt_id, kind)
+
+
+def plan_fixed_kind(kind: str, utt: Utterance, ctx: FixedKindContext) -> tuple[MixSpec, ...]:
+    """One train utterance's static-baseline mixes of a registered non-additive kind."""
+    return tuple(_function(distortion_spec(kind).fixed_plan)(utt, ctx))
+
+
+def fixed_babble(utt: Utterance, ctx: FixedKindContext) -> list[MixSpec]:
+    """Babble at each fixed SNR (0, 5 and 10 dB by default): 3-7 talkers of the train split's
+    other speakers."""
+    candidates = _checked_candidates(utt, ctx)
+    rng = ctx.rng(utt, "babble")
+    return [_no_noise(f"{utt.utt_id}__f{snr_tag(snr)}db-babble", "babble", "babble", snr,
+                      talkers=_draw_talkers(rng, candidates)) for snr in ctx.snrs]
+
+
+def fixed_reverb(utt: Utterance, ctx: FixedKindContext) -> list[MixSpec]:
+    """The utterance in each fixed room (:func:`fixed_rooms`)."""
+    return [_no_noise(f"{utt.utt_id}__froom{i}-reverb", "reverb", "reverb", rir=_rir_ref(room))
+            for i, room in enumerate(ctx.rooms)]
+
+
+def fixed_reverb_noise(utt: Utterance, ctx: FixedKindContext) -> list[MixSpec]:
+    """Far field at each fixed SNR, in fixed room ``i mod rooms`` for the i-th SNR, one mix per
+    noise type (a file of it drawn, as the noise mixes' are)."""
+    rng = ctx.rng(utt, "reverb+noise")
+    mixes = []
+    for i, snr in enumerate(ctx.snrs):
+        rir = _rir_ref(ctx.rooms[i % len(ctx.rooms)])
+        for noise_type in ctx.noise_types:
+            spec = _mix_spec(rng, f"{utt.utt_id}__f{snr_tag(snr)}db-reverb-{noise_type}", noise_type,
+                             ctx.by_type[noise_type], snr)
+            mixes.append(dataclasses.replace(spec, kind="reverb+noise", rir=rir))
+    return mixes
 
 
 # ------------------------------------------------------------------------------------------

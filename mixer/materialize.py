@@ -14,7 +14,7 @@ from mixer.build import _publish
 from shards import store as st
 from shards.cores import usable_cores
 from shards.errors import InputError
-from shards.reader import open_store
+from shards.reader import open_store, release_process_caches
 from shards.vocab import LEVELS_DIR, RECIPE_LAYOUT, SAMPLE_RATE, SHARDS_DIR, SOURCE_SUBSETS, shard_path, shard_relpath
 from shards.writer import ShardWriter, encode_flac, encode_json
 
@@ -23,7 +23,16 @@ _LOCATION_KEYS = ("key", "shard", "flac_offset", "flac_size", "json_offset", "js
 
 
 def materialize_part(src: str, out: str, name: str) -> int:
-    """Write recipe part ``name`` of store ``src`` as an audio shard of store ``out``."""
+    """Write recipe part ``name`` of store ``src`` as an audio shard of store ``out`` (in a
+    worker: what it decoded and mapped is released afterwards, see
+    shards.reader.release_process_caches)."""
+    try:
+        return _materialize_part(src, out, name)
+    finally:
+        release_process_caches()
+
+
+def _materialize_part(src: str, out: str, name: str) -> int:
     part = st.read_rows(Path(src), name)
     if st.shard_is_complete(Path(out), name, part["audio_fingerprint"]):
         return 0

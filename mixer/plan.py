@@ -351,15 +351,10 @@ def plan_superset(utts: list[Utterance], noises: list[NoiseFile], opts: Superset
     (``opts.noise_types``: the paper's 30N), then ``opts.bins`` of each other kind in
     ``kinds`` (shards.distortions; ``rirs``: mixer.rir.RirFile for reverb and reverb+noise)."""
     from mixer.distortions import KindContext, plan_kind
-    from shards.distortions import RIR_SOURCE, distortion_spec
 
     if opts.bins < 1 or not opts.snr_max > opts.snr_min:
         raise InputError(f"SNR range [{opts.snr_min}, {opts.snr_max}) with {opts.bins} bins is empty (expected snr_max > snr_min, bins >= 1)")
-    specs = [distortion_spec(k) for k in kinds]
-    if any(s is None or s.additive for s in specs):
-        raise InputError(f"kinds {', '.join(kinds)}: the other kinds are planned here, additive ones in noise_types")
-    if any(RIR_SOURCE in s.sources for s in specs) and not rirs:
-        raise InputError(f"--kinds {','.join(kinds)}: reverberation needs room impulse responses (--rir-root DIR)")
+    _other_kinds(kinds, rirs)
     far_types = opts.noise_types or FAR_FIELD_NOISE_TYPES
     by_type = _noise_by_type(noises, tuple(dict.fromkeys(opts.noise_types + (far_types if "reverb+noise" in kinds else ()))))
     by_split = _by_split(utts, SUPERSET_SPLITS)
@@ -382,17 +377,41 @@ class FixedSnrOptions:
     seed: int = 0
 
 
-def plan_fixed_snr(utts: list[Utterance], noises: list[NoiseFile], opts: FixedSnrOptions) -> list[ShardTask]:
+def plan_fixed_snr(utts: list[Utterance], noises: list[NoiseFile], opts: FixedSnrOptions,
+                   kinds: tuple[str, ...] = (), rirs: tuple = ()) -> list[ShardTask]:
     """The Fixed-SNR baseline's training mixes: every train utterance with each noise type at
     each SNR (6N with the defaults; with the N clean utterances, the paper's 7N). The clean
-    train utterances are the superset's; only the mixes are planned here."""
-    by_type = _noise_by_type(noises, opts.noise_types)
+    train utterances are the superset's; only the mixes are planned here. ``kinds``: the
+    other distortion kinds' fixed severities after them (shards.distortions' ``fixed_plan``:
+    babble at each SNR, reverb in the fixed rooms of ``rirs`` (mixer.distortions.fixed_rooms),
+    far field at each SNR in a fixed room)."""
+    from mixer.distortions import FixedKindContext, fixed_rooms, plan_fixed_kind
+
+    specs = _other_kinds(kinds, rirs)
+    far_types = opts.noise_types or FAR_FIELD_NOISE_TYPES
+    by_type = _noise_by_type(noises, tuple(dict.fromkeys(opts.noise_types + (far_types if "reverb+noise" in kinds else ()))))
+    train = _by_split(utts, (TRAIN,))[TRAIN]
+    ctx = FixedKindContext(opts.seed, opts.snrs, far_types, by_type, fixed_rooms(rirs) if specs else (), {TRAIN: train})
     jobs = []
-    for u in _by_split(utts, (TRAIN,))[TRAIN]:
+    for u in train:
         rng = rng_for(opts.seed, FIXED_SNR_SUBSET, u.utt_id)
         jobs.append(UttJob(u, tuple(_mix_spec(rng, f"{u.utt_id}__f{snr_tag(snr)}db-{kind}", kind, by_type[kind], snr)
-                                    for snr in opts.snrs for kind in opts.noise_types)))
+                                    for snr in opts.snrs for kind in opts.noise_types)
+                           + tuple(m for k in kinds for m in plan_fixed_kind(k, u, ctx))))
     return _shard(FIXED_SNR_SUBSET, TRAIN, jobs, opts.utts_per_shard, opts.metrics)
+
+
+def _other_kinds(kinds: tuple[str, ...], rirs) -> list:
+    """The registry's specs of ``kinds`` (non-additive ones only), refusing reverberation
+    without rooms."""
+    from shards.distortions import RIR_SOURCE, distortion_spec
+
+    specs = [distortion_spec(k) for k in kinds]
+    if any(s is None or s.additive for s in specs):
+        raise InputError(f"kinds {', '.join(kinds)}: the other kinds are planned here, additive ones in noise_types")
+    if any(RIR_SOURCE in s.sources for s in specs) and not rirs:
+        raise InputError(f"--kinds {','.join(kinds)}: reverberation needs room impulse responses (--rir-root DIR)")
+    return specs
 
 
 @dataclass(frozen=True)
@@ -509,4 +528,40 @@ def plan_testsets(utts: list[Utterance], noises: list[NoiseFile], unseen: list[N
                 snr = opts.unseen_snr_min + (opts.unseen_snr_max - opts.unseen_snr_min) * float(rng.random())
                 jobs.append(UttJob(u, (_mix_spec(rng, f"{u.utt_id}__unseen", "unseen", unseen_files, snr),)))
             tasks += _shard(UNSEEN_SUBSET, split, jobs, opts.utts_per_shard, opts.metrics)
+    return tasks
+
+
+def plan_kind_testsets(utts: list[Utterance], noises: list[NoiseFile], opts: TestsetOptions, kinds: tuple[str, ...],
+                       far_snrs: tuple[float, ...] = (5.0,), rirs: tuple = (), sim_rooms: tuple = ()) -> list[ShardTask]:
+    """The test sets of the other distortion kinds (each kind's ``test_plan`` in the registry,
+    shards.distortions): babble at ``opts.snrs`` from the test split's other speakers,
+    reverberation in the unseen rooms (``rirs``: real; ``sim_rooms``: (target RT60, rooms)),
+    far field (an unseen room plus each seen noise type at each of ``far_snrs``). Each
+    condition is a test subset of its own (shards.distortions.test_subset)."""
+    from mixer.distortions import TestKindContext, plan_test_kind
+    from shards.distortions import RIR_SOURCE, distortion_spec
+
+    specs = [distortion_spec(k) for k in kinds]
+    if any(s is None or not s.test_plan for s in specs):
+        raise InputError(f"kinds {', '.join(kinds)}: the additive kinds' test sets are the seen-noise ones")
+    if any(RIR_SOURCE in s.sources for s in specs) and not (rirs or sim_rooms):
+        raise InputError(f"--kinds {','.join(kinds)}: test reverberation needs rooms never used for training "
+                         f"(--test-rir-root DIR and/or --test-sim-rt60)")
+    far_types = opts.noise_types or FAR_FIELD_NOISE_TYPES
+    by_type = _noise_by_type(noises, far_types) if "reverb+noise" in kinds else {}
+    by_split = _by_split(utts, opts.splits)
+    ctx = TestKindContext(opts.seed, opts.snrs, tuple(far_snrs), far_types, by_type, tuple(rirs), tuple(sim_rooms),
+                          by_split)
+    tasks = []
+    for split, members in by_split.items():
+        per_subset: dict[str, list[UttJob]] = {}
+        for u in members:
+            mixes: dict[str, list[MixSpec]] = {}
+            for kind in kinds:
+                for subset, mix in plan_test_kind(kind, u, ctx):
+                    mixes.setdefault(subset, []).append(mix)
+            for subset, planned in mixes.items():
+                per_subset.setdefault(subset, []).append(UttJob(u, tuple(planned)))
+        for subset, jobs in per_subset.items():
+            tasks += _shard(subset, split, jobs, opts.utts_per_shard, opts.metrics)
     return tasks

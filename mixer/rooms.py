@@ -38,9 +38,18 @@ LENGTH_M, WIDTH_M, HEIGHT_M = (3.0, 10.0), (3.0, 8.0), (2.5, 4.0)
 WALL_MARGIN_M, MIN_DISTANCE_M = 0.5, 1.0
 
 
-def simulation_folder(store: Path, rooms: int, rt60_range: tuple[float, float], seed: int) -> Path:
+#: The generator stream of the superset's rooms, and of the test sets' unseen rooms
+#: (``prep testsets --test-sim-rt60``): other dimensions and positions for the same seed.
+TRAIN_STREAM, TEST_STREAM = "simulated-rooms", "test-rooms"
+
+
+def simulation_folder(store: Path, rooms: int, rt60_range: tuple[float, float], seed: int,
+                      stream: str = TRAIN_STREAM) -> Path:
     """Where a store keeps the rooms of these settings."""
-    settings = json.dumps({"rooms": rooms, "rt60_s": list(rt60_range), "seed": seed}, sort_keys=True)
+    settings = {"rooms": rooms, "rt60_s": list(rt60_range), "seed": seed}
+    if stream != TRAIN_STREAM:  # the superset's folders keep the names they had
+        settings["stream"] = stream
+    settings = json.dumps(settings, sort_keys=True)
     return Path(store) / ROOMS_DIR / f"simulated-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
 
 
@@ -78,13 +87,14 @@ def simulate_rir(room: dict) -> np.ndarray:
     return np.asarray(shoebox.rir[0][0], dtype=np.float32)
 
 
-def simulated_rooms(store: Path, rooms: int, rt60_range: tuple[float, float], seed: int) -> Path:
+def simulated_rooms(store: Path, rooms: int, rt60_range: tuple[float, float], seed: int,
+                    stream: str = TRAIN_STREAM) -> Path:
     """The folder of the store's simulated rooms for these settings: made once (written to a
     temporary folder and renamed when complete), afterwards read as it is."""
     lo, hi = rt60_range
     if rooms < 0 or not 0 < lo <= hi:
         raise InputError(f"--sim-rooms {rooms} --sim-rt60 {lo:g},{hi:g}: expected rooms >= 0 and 0 < min <= max seconds")
-    folder = simulation_folder(store, rooms, rt60_range, seed)
+    folder = simulation_folder(store, rooms, rt60_range, seed, stream)
     if (folder / SIMULATION_FILE).is_file():
         return folder
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
@@ -92,7 +102,7 @@ def simulated_rooms(store: Path, rooms: int, rt60_range: tuple[float, float], se
     tmp.mkdir(parents=True)
     records = []
     for i in range(rooms):
-        room = _draw_room(rng_for(seed, "simulated-rooms", str(i)), rt60_range)
+        room = _draw_room(rng_for(seed, stream, str(i)), rt60_range)
         rir = simulate_rir(room)
         name = f"room-{i:03d}.wav"
         # scipy writes a plain IEEE-float WAV; libsndfile would add a PEAK chunk with the time of day
@@ -101,7 +111,67 @@ def simulated_rooms(store: Path, rooms: int, rt60_range: tuple[float, float], se
     (tmp / SIMULATION_FILE).write_text(json.dumps(
         {"method": "pyroomacoustics ShoeBox, image-source method, inverse_sabine(rt60, dims)",
          "pyroomacoustics": importlib.metadata.version("pyroomacoustics"), "seed": seed,
+         **({"stream": stream} if stream != TRAIN_STREAM else {}),
          "rt60_range_s": [lo, hi], "rooms": records}, indent=1))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     return folder
+
+
+def check_unseen(store: Path, rirs, rt60s: tuple[float, ...] = ()) -> None:
+    """Refuse test rooms that training used: an RIR whose content id is among the store's
+    superset mixes (its table), or a simulated test RT60 inside the superset's ``--sim-rt60``
+    range (its plan). A store without a superset yet has nothing to compare with."""
+    from shards.vocab import PLANS_DIR
+
+    seen = superset_rir_ids(store)
+    for rir in rirs:
+        if rir.rir_id in seen:
+            raise InputError(f"{rir.path}: this room impulse response (rir_id {rir.rir_id}) is in the superset of "
+                             f"{store}; a test room must be one never used for training")
+    plan_path = Path(store) / PLANS_DIR / "superset.json"
+    trained = json.loads(plan_path.read_text()).get("sim_rt60") if plan_path.is_file() else None
+    if trained:
+        lo, hi = (float(x) for x in str(trained).split(","))
+        inside = [rt for rt in rt60s if lo <= rt <= hi]
+        if inside:
+            raise InputError(f"{plan_path}: the superset draws simulated RT60s in [{lo:g}, {hi:g}] s; test RT60 "
+                             f"{inside[0]:g} s is among them (expected RT60s the superset does not draw)")
+
+
+def superset_rir_ids(store: Path) -> set[str]:
+    """The content ids of the RIRs the store's superset mixes convolve with (none when the
+    store has no table yet, or no reverberant mix)."""
+    import pyarrow.parquet as pq
+
+    from shards.vocab import SUPERSET_SUBSET, TABLE
+
+    table_path = Path(store) / TABLE
+    if not table_path.is_file() or "rir_id" not in pq.read_schema(table_path).names:
+        return set()
+    table = pq.read_table(table_path, columns=["subset", "rir_id"])
+    return {r for s, r in zip(table["subset"].to_pylist(), table["rir_id"].to_pylist()) if s == SUPERSET_SUBSET and r}
+
+
+
+def check_superset_rooms(store: Path, rir_root: Path | None, sim_rooms: int, sim_rt60: str) -> None:
+    """Refuse static-baseline rooms other than the superset's: the RIR folder and simulated
+    rooms given must be those the store's superset plan records (when it used any)."""
+    from shards.vocab import PLANS_DIR
+
+    plan_path = Path(store) / PLANS_DIR / "superset.json"
+    plan = json.loads(plan_path.read_text()) if plan_path.is_file() else {}
+    if not (plan.get("rir_root") or plan.get("sim_rooms")):
+        return
+
+    def where(root) -> str:
+        return str(Path(root).resolve()) if root else ""
+
+    trained = (where(plan.get("rir_root")), int(plan.get("sim_rooms", 0)),
+               plan.get("sim_rt60") if plan.get("sim_rooms") else None)
+    given = (where(rir_root), int(sim_rooms), sim_rt60 if sim_rooms else None)
+    if given != trained:
+        raise InputError(f"{plan_path}: the superset's rooms are --rir-root {plan.get('rir_root') or '(none)'} "
+                         f"--sim-rooms {trained[1]}" + (f" --sim-rt60 {trained[2]}" if trained[1] else "")
+                         + "; the static baseline's fixed rooms are some of them: give prep fixed-snr the same")
+

@@ -52,6 +52,8 @@ BASE_COLUMNS: tuple[str, ...] = (
     "key", "subset", "split", "shard", "flac_offset", "flac_size",
     "utt_id", "label", "noise_type", "snr_achieved",
 )
+#: The distortion kind of a mix (shards.distortions), in a store that holds kinds beyond the additive ones.
+KIND_COLUMN = "kind"
 
 
 class LevelSizeWarning(UserWarning):
@@ -128,6 +130,10 @@ class _Mixes:
     label_names: list[str]
     noise: np.ndarray
     noise_names: list[str]
+    #: the distortion kind of each mix (the table's ``kind`` column); None for a store
+    #: without that column (additive mixes only: the noise type is the kind)
+    kind: np.ndarray | None
+    kind_names: list[str]
     flac_offset: np.ndarray
     flac_size: np.ndarray
     snr: np.ndarray
@@ -135,8 +141,9 @@ class _Mixes:
 
 def _read_mixes(store, spec: MetricSpec) -> _Mixes:
     metadata_path = store.path / TABLE
-    wanted = list(BASE_COLUMNS) + [spec.column]
     names = store.table_columns()
+    # a store of additive mixes only has no kind column: its levels report as they always did
+    wanted = list(BASE_COLUMNS) + ([KIND_COLUMN] if KIND_COLUMN in names else []) + [spec.column]
     missing = [c for c in wanted if c not in names]
     if missing:
         raise InputError(f"{metadata_path}: missing column(s) {', '.join(missing)}")
@@ -181,6 +188,7 @@ def _read_mixes(store, spec: MetricSpec) -> _Mixes:
     shard, shard_names = _codes(mixes["shard"])
     label, label_names = _codes(mixes["label"])
     noise, noise_names = _codes(mixes["noise_type"])
+    kind, kind_names = _codes(mixes[KIND_COLUMN]) if KIND_COLUMN in mixes.column_names else (None, [])
     return _Mixes(
         n_rows=n_rows,
         key=mixes["key"].combine_chunks(),
@@ -196,6 +204,8 @@ def _read_mixes(store, spec: MetricSpec) -> _Mixes:
         label_names=label_names,
         noise=noise,
         noise_names=noise_names,
+        kind=kind,
+        kind_names=kind_names,
         flac_offset=_ints(mixes["flac_offset"]),
         flac_size=_ints(mixes["flac_size"]),
         snr=_floats(mixes["snr_achieved"]),
@@ -225,8 +235,14 @@ def _none_if_nan(x: float) -> float | None:
     return None if not np.isfinite(x) else float(x)
 
 
+def _shares(cell: np.ndarray, codes: np.ndarray, n_cells: int, n_codes: int) -> np.ndarray:
+    """Counts per (cell, code): a (n_cells, n_codes) array."""
+    return np.bincount(cell * n_codes + codes, minlength=n_cells * n_codes).reshape(n_cells, n_codes)
+
+
 def _level_stats(mixes: _Mixes, levels: np.ndarray, n_levels: int) -> dict[str, list[dict]]:
-    """Per group and level: count, metric min/mean/max, mean SNR, share of each noise type."""
+    """Per group and level: count, metric min/mean/max, mean SNR, share of each noise type,
+    of each class and (a store with a kind column) of each distortion kind."""
     n_groups = len(mixes.group_names)
     assigned = levels > 0
     cell = mixes.group[assigned] * n_levels + (levels[assigned] - 1)
@@ -239,9 +255,10 @@ def _level_stats(mixes: _Mixes, levels: np.ndarray, n_levels: int) -> dict[str, 
     snr_counts = np.bincount(cell[snr_ok], minlength=n_cells)
     snr_sums = np.bincount(cell[snr_ok], weights=snr[snr_ok], minlength=n_cells)
     n_noise = len(mixes.noise_names)
-    noise_counts = np.bincount(cell * n_noise + mixes.noise[assigned], minlength=n_cells * n_noise).reshape(n_cells, n_noise)
+    noise_counts = _shares(cell, mixes.noise[assigned], n_cells, n_noise)
     n_labels = len(mixes.label_names)
-    label_counts = np.bincount(cell * n_labels + mixes.label[assigned], minlength=n_cells * n_labels).reshape(n_cells, n_labels)
+    label_counts = _shares(cell, mixes.label[assigned], n_cells, n_labels)
+    kind_counts = None if mixes.kind is None else _shares(cell, mixes.kind[assigned], n_cells, len(mixes.kind_names))
     mins = np.full(n_cells, np.nan)
     maxs = np.full(n_cells, np.nan)
     if cell.size:
@@ -275,6 +292,9 @@ def _level_stats(mixes: _Mixes, levels: np.ndarray, n_levels: int) -> dict[str, 
                     for k, label in enumerate(mixes.label_names)
                 },
             })
+            if kind_counts is not None:  # each distortion kind's share (a store without kinds: not recorded)
+                rows[-1]["kind_share"] = {kind: (float(kind_counts[c, k] / count) if count else None)
+                                          for k, kind in enumerate(mixes.kind_names)}
         stats[name] = rows
     return stats
 
@@ -393,8 +413,9 @@ def _score_one(run: _Scoring, mixes: _Mixes, quant: str) -> ScoreResult:
     paths = [json_path, parquet_path]
     if run.plot:
         in_fit = (mixes.group == mixes.fit_group) & (levels > 0)
+        kinds = None if mixes.kind is None else (mixes.kind[in_fit], mixes.kind_names)
         plot_levels(png_path, metric, quant, quantizer, mixes.value[in_fit], levels[in_fit], mixes.snr[in_fit], n_levels,
-                    boundary_sign=1.0 if spec.higher_is_better else -1.0)
+                    boundary_sign=1.0 if spec.higher_is_better else -1.0, kinds=kinds)
         paths.append(png_path)
     for message in messages:
         warnings.warn(message, LevelSizeWarning, stacklevel=3)
@@ -481,14 +502,17 @@ def render_level_table(summary: dict) -> str:
         head += f"; mixture {'converged' if quantizer['converged_'] else 'not converged'} after {quantizer['n_iter_']} iterations"
     train = summary["stats"][FIT_SPLIT]
     other_groups = [g for g in summary["groups"] if g != FIT_SPLIT]
-    noise_kinds = sorted({kind for row in train for kind, share in row["noise_share"].items() if share})
+    # a store with distortion kinds: each kind's share (its additive mixes' kind is their noise
+    # type); a store of additive mixes only: each noise type's share, as always
+    share = "kind_share" if "kind_share" in train[0] else "noise_share"
+    noise_kinds = sorted({kind for row in train for kind, part in row[share].items() if part})
     header = ["level", "train", f"{metric} min", "mean", "max", "SNR dB"] + [f"{n or 'none'} %" for n in noise_kinds] + other_groups
     rows = []
     for lv in range(k):
         row = train[lv]
         cells = [str(row["level"]), str(row["count"]), _fmt(row["metric_min"]), _fmt(row["metric_mean"]),
                  _fmt(row["metric_max"]), _fmt(row["snr_mean"], 1)]
-        cells += [_fmt(None if row["noise_share"].get(n) is None else 100 * row["noise_share"][n], 1) for n in noise_kinds]
+        cells += [_fmt(None if row[share].get(n) is None else 100 * row[share][n], 1) for n in noise_kinds]
         cells += [str(summary["stats"][g][lv]["count"]) for g in other_groups]
         rows.append(cells)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]

@@ -14,12 +14,33 @@ def _boundaries_for_plot(quantizer, low: float, high: float, sign: float = 1.0) 
     return b[(b >= low) & (b <= high)]
 
 
+def _plot_kinds(plt, ax, fit_levels: np.ndarray, kinds: tuple[np.ndarray, list[str]], n_levels: int) -> None:
+    """Each level's train mixes as a bar stacked by distortion kind (one colour per kind)."""
+    codes, names = kinds
+    present = [k for k in range(len(names)) if names[k] and np.any(codes == k)]
+    colors = plt.get_cmap("tab10")(np.arange(len(present)) % 10)
+    positions = np.arange(1, n_levels + 1)
+    bottom = np.zeros(n_levels)
+    for color, k in zip(colors, present):
+        counts = np.array([np.sum((fit_levels == lv) & (codes == k)) for lv in positions], dtype=np.float64)
+        ax.bar(positions, counts, bottom=bottom, color=color, label=names[k])
+        bottom += counts
+    ax.set_xticks(positions, [str(lv) for lv in positions])
+    ax.set_xlabel("level (1 = least distorted)")
+    ax.set_ylabel("train superset mixes")
+    ax.set_title("distortion kinds per level")
+    ax.legend(fontsize="small")
+
+
 def plot_levels(path: Path, metric: str, quant: str, quantizer, values: np.ndarray, fit_levels: np.ndarray,
-                snr: np.ndarray, n_levels: int, boundary_sign: float = 1.0) -> None:
+                snr: np.ndarray, n_levels: int, boundary_sign: float = 1.0,
+                kinds: tuple[np.ndarray, list[str]] | None = None) -> None:
     """Histogram of the train superset's metric values stacked by level, with the quantizer's
     boundaries, and a box plot of the achieved SNR per level. ``values``, ``fit_levels``
     (1..K) and ``snr`` are the train superset's assigned mixes; ``boundary_sign`` -1 for a
-    metric quantized negated (lower is better)."""
+    metric quantized negated (lower is better). ``kinds``: (each mix's code, the kind names)
+    of a store with distortion kinds: a third panel stacks each level's mixes by kind, one
+    colour per kind (a store without kinds: the two panels alone)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,7 +50,11 @@ def plot_levels(path: Path, metric: str, quant: str, quantizer, values: np.ndarr
     colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, n_levels))
     labels = [f"level {lv}" for lv in range(1, n_levels + 1)]
 
-    fig, (ax_hist, ax_box) = plt.subplots(1, 2, figsize=(12, 4.5))
+    if kinds is None:
+        fig, (ax_hist, ax_box) = plt.subplots(1, 2, figsize=(12, 4.5))
+    else:
+        fig, (ax_hist, ax_box, ax_kind) = plt.subplots(1, 3, figsize=(18, 4.5))
+        _plot_kinds(plt, ax_kind, fit_levels, kinds, n_levels)
     low, high = float(values.min()), float(values.max())
     bins = np.linspace(low, high if high > low else low + 1.0, 101)
     # Stacked counts drawn with stairs: a few hundred artists even for a million rows.

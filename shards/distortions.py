@@ -7,9 +7,12 @@ makes a mix at build time (both in ``mixer``, named by import path so that ``sha
 ground floor, does not import them; the metrics registry does the same), the table columns
 its recipe fills, the sources its recipe mixes from (a noise file, other talkers' stored
 utterances, a room impulse response), the columns that give its severity, its test
-conditions, and the pure function that renders a recipe into samples (``shards.mixing``:
-the build renders every mix with the same arithmetic, so a recipe store's reader returns
-the bits the build scored).
+conditions (the planner of its test sets and the stem of their subset names, from which
+:func:`test_condition_label` and :func:`test_condition_rank` name and order them for the
+trainer's Table 2), the planner of its static-baseline mixes (``prep fixed-snr --kinds``),
+and the pure function that renders a recipe into samples (``shards.mixing``: the build
+renders every mix with the same arithmetic, so a recipe store's reader returns the bits the
+build scored).
 
 Kinds:
 
@@ -29,12 +32,14 @@ metrics), after the alignment.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from shards import mixing
+from shards.vocab import TEST_SUBSET_PREFIX, snr_tag
 
 #: Columns a store's table gains once it holds a mix of a kind beyond the additive ones, in
 #: order, with their Arrow type names; stores of additive mixes only keep the table they had.
@@ -106,9 +111,18 @@ class DistortionSpec:
     test_conditions: str = ""
     #: True for the paper's additive kinds: rows as the superset always stored them
     additive: bool = False
+    #: the stem of its test subsets (``test_<stem>...``, see :func:`test_subset`); "" for the
+    #: additive kinds, whose test sets are the paper's (``test_snr<dB>``, ``test_unseen``)
+    test_stem: str = ""
+    #: "module:function" planning one test utterance's mixes of it, per test subset
+    #: (``prep testsets --kinds``); "" for the additive kinds
+    test_plan: str = ""
+    #: "module:function" planning one train utterance's static-baseline mixes of it
+    #: (``prep fixed-snr --kinds``); "" for the additive kinds (planned as they always were)
+    fixed_plan: str = ""
 
     def __post_init__(self) -> None:
-        for path in (self.plan, self.make):
+        for path in (self.plan, self.make) + tuple(p for p in (self.test_plan, self.fixed_plan) if p):
             if ":" not in path:
                 raise ValueError(f"distortion {self.name!r}: {path!r} is not 'module:attribute'")
         unknown = set(self.recipe_columns) - {name for name, _ in DISTORTION_COLUMNS}
@@ -128,16 +142,23 @@ BUILTIN_DISTORTIONS: tuple[DistortionSpec, ...] = (
     DistortionSpec("babble", "Babble", plan="mixer.distortions:plan_babble", make="mixer.distortions:make_babble",
                    render=_babble, sources=(TALKER_SOURCE,),
                    recipe_columns=("talker_ids", "talker_offsets", "talker_gains"),
-                   test_conditions="0, 5 and 10 dB of the test split's other speakers"),
+                   test_conditions="0, 5 and 10 dB of the test split's other speakers",
+                   test_stem="babble", test_plan="mixer.distortions:test_babble",
+                   fixed_plan="mixer.distortions:fixed_babble"),
     DistortionSpec("reverb", "Reverberation", plan="mixer.distortions:plan_reverb",
                    make="mixer.distortions:make_reverb", render=_reverb, sources=(RIR_SOURCE,),
                    recipe_columns=_RIR_COLUMNS, severity=("t60_s", "drr_db"),
-                   test_conditions="rooms never used for training (e.g. a concert hall)"),
+                   test_conditions="rooms never used for training (e.g. a concert hall; simulated rooms at RT60s "
+                                   "the superset does not draw)",
+                   test_stem="reverb", test_plan="mixer.distortions:test_reverb",
+                   fixed_plan="mixer.distortions:fixed_reverb"),
     DistortionSpec("reverb+noise", "Far field", plan="mixer.distortions:plan_reverb_noise",
                    make="mixer.distortions:make_reverb_noise", render=_reverb_noise,
                    sources=(RIR_SOURCE, NOISE_SOURCE), recipe_columns=_RIR_COLUMNS,
                    severity=("snr_target", "t60_s", "drr_db"),
-                   test_conditions="an unseen room plus noise at a fixed SNR"),
+                   test_conditions="an unseen room plus noise at a fixed SNR",
+                   test_stem="farfield", test_plan="mixer.distortions:test_reverb_noise",
+                   fixed_plan="mixer.distortions:fixed_reverb_noise"),
 )
 
 _REGISTRY: dict[str, DistortionSpec] = {spec.name: spec for spec in BUILTIN_DISTORTIONS}
@@ -175,3 +196,69 @@ def render_recipe(kind: str, clean: np.ndarray, recipe: dict, sources: Sources) 
     if spec is None:
         raise ValueError(f"unknown distortion kind {kind!r} (registered: {', '.join(_REGISTRY)})")
     return spec.render(clean, recipe, sources)
+
+
+# ------------------------------------------------------------------------------------------
+# test conditions per kind: their subset names, labels and report order (the trainer's
+# conditions registry reads them from here, so a kind's test sets need nothing there)
+# ------------------------------------------------------------------------------------------
+#: the suffix of a test subset at one target RT60 (simulated rooms): ``test_reverb_rt1p5``
+RT60_SUFFIX = "_rt"
+
+
+def test_subset(kind: str, snr: float | None = None, rt60: float | None = None) -> str:
+    """The test subset of one condition of ``kind``: at an exact SNR (``test_babble5``,
+    ``test_farfield5``), in simulated rooms of one target RT60 (``test_reverb_rt1p5``), or
+    neither (``test_reverb``: the real rooms never used for training)."""
+    spec = _REGISTRY[kind]
+    if not spec.test_stem:
+        raise ValueError(f"distortion {kind!r} has no test conditions of its own")
+    name = f"{TEST_SUBSET_PREFIX}{spec.test_stem}"
+    if snr is not None:
+        name += snr_tag(snr)
+    if rt60 is not None:
+        name += f"{RT60_SUFFIX}{snr_tag(rt60)}"
+    return name
+
+
+def _tag_value(tag: str) -> float:
+    return float(tag.replace("m", "-").replace("p", "."))
+
+
+def test_condition(name: str) -> tuple[DistortionSpec, float | None, float | None] | None:
+    """(kind, SNR, RT60) of a test subset named by :func:`test_subset`, else None."""
+    for spec in _REGISTRY.values():
+        if not spec.test_stem:
+            continue
+        match = re.fullmatch(rf"{TEST_SUBSET_PREFIX}{re.escape(spec.test_stem)}(m?\d+(?:p\d+)?)?"
+                             rf"(?:{RT60_SUFFIX}(\d+(?:p\d+)?))?", name)
+        if match:
+            snr, rt60 = match.groups()
+            return spec, None if snr is None else _tag_value(snr), None if rt60 is None else _tag_value(rt60)
+    return None
+
+
+def test_condition_label(name: str) -> str | None:
+    """How a report names a kind's test condition ("Babble 5 dB", "Reverberation RT60 1.5 s",
+    "Reverberation, unseen rooms", "Far field 5 dB"), or None for another name."""
+    found = test_condition(name)
+    if found is None:
+        return None
+    spec, snr, rt60 = found
+    parts = [spec.label]
+    if snr is not None:
+        parts.append(f"{snr:g} dB")
+    if rt60 is not None:
+        parts.append(f"RT60 {rt60:g} s")
+    return " ".join(parts) if len(parts) > 1 else f"{spec.label}, unseen rooms"
+
+
+def test_condition_rank(name: str) -> tuple | None:
+    """Where a kind's test condition goes in a report: kinds in registry order; inside a kind,
+    the highest SNR first, the real unseen rooms before the simulated ones, low RT60 first."""
+    found = test_condition(name)
+    if found is None:
+        return None
+    spec, snr, rt60 = found
+    return (list(_REGISTRY).index(spec.name), -(snr if snr is not None else float("inf")),
+            -1.0 if rt60 is None else rt60)

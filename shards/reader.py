@@ -281,6 +281,20 @@ def stored_rir(store: str | Path, location: NoiseLocation) -> np.ndarray:
     return rir
 
 
+def release_process_caches() -> None:
+    """Drop what this process keeps from the recipe stores it read: the decoded clean
+    utterances, the noise shards' memory maps (their touched pages count in the process's
+    resident size) and the stored RIRs. A worker that renders one part after another
+    (``prep materialize``, a recipe build) calls it after each part: a part's mixes share
+    their clean utterances and noise, the next part's rarely do, and a worker whose resident
+    size grows by more than 300 MB over its first task is taken for a leaking one and
+    restarted by joblib's loky (its "A worker stopped ... memory leak" warning). The checks
+    already done (noise shard sha256s) are kept."""
+    _DECODED_CLEAN.clear()
+    _NOISE_MAPS.clear()
+    _STORED_RIRS.clear()
+
+
 def check_noise_shard(store: str | Path, shard: str, sha256: str) -> None:
     """Refuse a noise shard that is not the one the store was built with (a recipe store
     mixes only with the noise its metrics were computed on): its sha256 is checked once per

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from shards.atomic import atomic_output
-from trainer.conditions import CONDITION_LABELS
+from trainer.conditions import condition_label
 from trainer.report.runs import adapts_weights, column_order, conditions, grouped
 from trainer.report.stats import replicate_score
 
@@ -82,7 +82,7 @@ def plots(runs: list[dict], out: Path) -> list[Path]:
         order = conditions([r for rep in reps[label] for r in rep])
         values = np.array([[replicate_score(rep, c) for c in order] for rep in reps[label]], dtype=float)
         ax.errorbar(range(len(order)), 100 * values.mean(0), yerr=100 * values.std(0), marker="o", capsize=3, label=label)
-        ax.set_xticks(range(len(order)), [CONDITION_LABELS.get(c, c) for c in order])
+        ax.set_xticks(range(len(order)), [condition_label(c) for c in order])
     ax.set_ylabel("test WF1 %")
     ax.set_title("WF1 per test condition (mean ± std over seeds)")
     ax.legend(fontsize="small")

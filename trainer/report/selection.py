@@ -15,7 +15,7 @@ from collections import defaultdict
 import numpy as np
 from scipy.stats import spearmanr
 
-from trainer.conditions import CONDITION_LABELS, condition_order
+from trainer.conditions import condition_label, condition_order
 
 #: the rules compared, by the epoch-record key of their validation WF1
 RULE_KEYS = {"pooled": "val_wf1_pooled", "clean": "val_wf1_clean"}
@@ -75,7 +75,7 @@ def selection_tables(runs: list[dict]) -> str:
                          f"{cell('top_spread')} | {cell('spearman', 1.0, 2)} |")
     names = sorted({c for o in next(iter(detail.values())) for c in o["kept_by_condition"]}, key=condition_order)
     lines += ["", "Test WF1 (%) per condition of the epoch each rule keeps (mean over runs):", "",
-              "| Strategy | Rule | " + " | ".join(CONDITION_LABELS.get(c, c) for c in names) + " |",
+              "| Strategy | Rule | " + " | ".join(condition_label(c) for c in names) + " |",
               "|---|---|" + "---:|" * len(names)]
     for (label, rule), outcomes in detail.items():
         cells = [100 * np.mean([o["kept_by_condition"][c] for o in outcomes]) for c in names]

@@ -12,7 +12,7 @@ import numpy as np
 
 from shards.errors import InputError
 from shards.vocab import METRICS
-from trainer.conditions import CONDITION_LABELS
+from trainer.conditions import condition_label
 from trainer.report.runs import conditions, feeds_table3, grouped, is_baseline
 from trainer.report.stats import Resamples, replicate_score
 
@@ -52,7 +52,7 @@ def table_ci(runs: list[dict], metric: str = "wf1", resamples: Resamples | None 
             ci = resamples.interval(c, condition, metric)
             interval = f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
             cells.append(f"{100 * np.mean(values):.1f}{interval} (sd {100 * np.std(values):.1f})")
-        md.append(f"| {CONDITION_LABELS.get(condition, condition)} | " + " | ".join(cells) + " |")
+        md.append(f"| {condition_label(condition)} | " + " | ".join(cells) + " |")
     return "\n".join(md) + "\n" + _left_note(left)
 
 
@@ -98,7 +98,7 @@ def table_gaps(runs: list[dict], metric: str = "wf1", resamples: Resamples | Non
                 text += f" · seeds {interval(decisive)}"
             resolved = decisive[1] > 0 or decisive[2] < 0
             cells.append(f"**{text}**" if resolved else text)
-        md.append(f"| {CONDITION_LABELS.get(condition, condition)} | " + " | ".join(cells) + " |")
+        md.append(f"| {condition_label(condition)} | " + " | ".join(cells) + " |")
     if seeds:
         note = ("\nFirst interval: paired bootstrap over the test utterances only; 'seeds': the runs resampled as "
                 "well (on every store, each strategy's seeds drawn with replacement), which holds the seed-to-seed "
@@ -135,7 +135,7 @@ def table2(runs: list[dict]) -> tuple[str, list[list[str]]]:
         means = {c: float(np.mean(v)) for c, v in values.items() if v}
         best = max(means.values()) if means else None
         cells = [f"**{_fmt(values[c])}**" if values[c] and means[c] == best else _fmt(values[c]) for c in columns]
-        md.append(f"| {CONDITION_LABELS.get(condition, condition)} | " + " | ".join(cells) + " |")
+        md.append(f"| {condition_label(condition)} | " + " | ".join(cells) + " |")
         rows_csv.append([condition] + [x for c in columns for x in (
             f"{100 * np.mean(values[c]):.4f}" if values[c] else "", f"{100 * np.std(values[c]):.4f}" if values[c] else "",
             str(len(values[c])))])
