@@ -21,6 +21,12 @@ the folds, so a study cut short still tests every utterance once. A second proce
 with ``--train-only`` on the same ``--out`` shares the runs (each run is claimed by one
 process: two cores train two runs at once; give each process ``--parallel 2`` so that each run
 takes its share of the cores). Prints the commands it ran and their CPU time.
+
+Distortions of other kinds (arm E): ``--kinds noise,music,babble,reverb,reverb+noise`` goes to
+every stage (superset, test sets, Fixed SNR); the train rooms (``--rir-root``, ``--sim-rooms``,
+``--sim-rt60``) to the superset and to the static baseline, which takes its fixed rooms from
+them; the unseen rooms (``--test-rir-root``, ``--test-sim-rt60``, ``--test-sim-rooms``) and
+``--far-snrs`` to the test sets (``KIND_OPTIONS``). Without them every command is as before.
 """
 from __future__ import annotations
 
@@ -80,7 +86,40 @@ VARIANTS = {"metricaug-uar": ("metricaug", ("--gap-score", "uar")),
             # seed 0's uniform run (validation records only) before any run of it (docs/study.md)
             "metricaug-stable": ("metricaug", ("--gap-score", "loss", "--gap-smoothing", "0.8")),
             # arm D (issue 32): Algorithm 1's feedback with the class-stratified level draw
-            "metricaug-stratified": ("metricaug", ("--stratify-class",))}
+            "metricaug-stratified": ("metricaug", ("--stratify-class",)),
+            # arm E (issue 33): the level draw without feedback, class-stratified too
+            "uniform-stratified": ("uniform", ("--stratify-class",)),
+            # arm E: the superset draw of additive noise only, on the superset of every kind
+            "superset-noise": ("superset", ("--draw-kinds", "noise,music"))}
+#: The prep options of the distortion kinds, by the stages they go to (each under its prep
+#: name, with the study's help): the superset and the static baseline share the train rooms
+#: (prep fixed-snr draws its fixed rooms from the superset's), the test sets get the rooms never
+#: used in training. An option not given is passed to no stage.
+SUPERSET, TESTSETS, FIXED = "superset", "testsets", "fixed-snr"
+KIND_OPTIONS = {
+    "--kinds": ((SUPERSET, TESTSETS, FIXED), "distortion kinds of every stage (prep --kinds), e.g. "
+                "noise,music,babble,reverb,reverb+noise; default: prep's (noise,music)"),
+    "--rir-root": ((SUPERSET, FIXED), "folder of the train rooms' impulse responses (e.g. ../shared/audio/rir/house): "
+                   "the superset's reverb kinds and the static baseline's fixed rooms"),
+    "--sim-rooms": ((SUPERSET, FIXED), "simulated train rooms (pyroomacoustics), for the superset and the static baseline"),
+    "--sim-rt60": ((SUPERSET, FIXED), "RT60 range min,max (s) of the simulated train rooms"),
+    "--test-rir-root": ((TESTSETS,), "folder of impulse responses never used in training (e.g. "
+                        "../shared/audio/rir/pori_hall): the test sets' unseen rooms"),
+    "--test-sim-rt60": ((TESTSETS,), "RT60s (s, comma-separated) of simulated test rooms outside --sim-rt60"),
+    "--test-sim-rooms": ((TESTSETS,), "simulated test rooms per --test-sim-rt60 value"),
+    "--far-snrs": ((TESTSETS,), "SNRs (dB) of the far-field test sets"),
+}
+
+
+def kind_options(args: argparse.Namespace, stage: str) -> list[str]:
+    """The prep options of :data:`KIND_OPTIONS` given to the study that ``stage`` takes."""
+    given = []
+    for flag, (stages, _) in KIND_OPTIONS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if stage in stages and value is not None:
+            given += [flag, str(value)]
+    return given
+
 #: A finished run's small files, recorded (committed) apart from its checkpoints.
 RECORDED_FILES = ("config.json", "epochs.jsonl", "results.json", "train.log")
 #: The real noise assembled by --real-noise from the project's shared audio: MUSAN layout with
@@ -222,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=-1)
     parser.add_argument("--metrics", default="stoi", help="metrics of the mixes (the study's MetricAug uses STOI levels; PESQ is the slowest)")
     parser.add_argument("--superset-args", default="", help="extra prep superset options, e.g. '--bins 5' for a quick trial")
+    for flag, (stages, text) in KIND_OPTIONS.items():
+        parser.add_argument(flag, default=None, help=f"{text} (to prep {', '.join(stages)})")
     parser.add_argument("--trainer-args", default="", help="extra trainer run options, e.g. '--val-per-level 50'")
     parser.add_argument("--train-only", action="store_true",
                         help="skip the store builds: a second process sharing the runs of a study whose stores are built "
@@ -251,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     speakers = sorted({u.speaker for u in utts})
     folds = group_folds(speakers, fold_group(args.corpus), args.folds, args.validation_speakers)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    trained = {VARIANTS.get(v, (v,))[0] for v in strategies}  # the trainer strategies the variants run
     only = {int(x) for x in args.only_folds.split(",") if x.strip()}
     run = Runner(args.dry_run)
     started, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -272,11 +314,12 @@ def main(argv: list[str] | None = None) -> int:
         stores[f] = fold_dir / "csv"
         if args.train_only:
             continue
-        run("mixer.cli", "superset", *corpus, "--metrics", args.metrics, *shlex.split(args.superset_args))
-        run("mixer.cli", "testsets", *corpus, "--metrics", args.metrics,
-            *(["--unseen-root", str(args.unseen_root)] if args.unseen_root else []))
-        if "fixed-snr" in strategies:
-            run("mixer.cli", "fixed-snr", *corpus)
+        run("mixer.cli", SUPERSET, *corpus, "--metrics", args.metrics, *kind_options(args, SUPERSET),
+            *shlex.split(args.superset_args))
+        run("mixer.cli", TESTSETS, *corpus, "--metrics", args.metrics,
+            *(["--unseen-root", str(args.unseen_root)] if args.unseen_root else []), *kind_options(args, TESTSETS))
+        if FIXED in trained:
+            run("mixer.cli", FIXED, *corpus, *kind_options(args, FIXED))
         run("mixer.cli", "score", str(stores[f]), "--metric", "stoi", "--quant", "gmm")
     # seed by seed across the folds: a study cut short still has every utterance tested once
     runs = []

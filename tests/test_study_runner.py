@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 import sys
 
 import pytest
@@ -93,3 +94,77 @@ def test_reliability_figures_on_constructed_records():
     assert gaps == pytest.approx(expected)
     assert gaps[1] > gaps[2] > gaps[0]  # the sad- and happy-heavy level looks hardest
     assert reliability.class_mix_gaps({"val_wf1_clean": 0.5}) is None  # runs from before the record
+
+
+#: Arm E's command line (docs/study.md, "Arm E"), less --out and --dry-run.
+ARM_E_KINDS = "noise,music,babble,reverb,reverb+noise"
+ARM_E_STRATEGIES = "none,fixed-snr,superset,uniform-stratified,metricaug-stratified,superset-noise"
+
+
+def arm_e_args(shared: Path) -> list[str]:
+    rir = shared / "audio" / "rir"
+    return ["--corpus", "ased", "--root", str(shared / "audio" / "ased"), "--real-noise", str(shared / "audio"),
+            "--folds", "4", "--validation-speakers", "10", "--seeds", "2", "--strategies", ARM_E_STRATEGIES,
+            "--kinds", ARM_E_KINDS, "--rir-root", str(rir / "house"), "--sim-rooms", "6", "--sim-rt60", "0.2,0.8",
+            "--test-rir-root", str(rir / "pori_hall"), "--test-sim-rt60", "1.2,1.6", "--far-snrs", "5",
+            "--superset-args=--mixes=recipe", "--jobs", "2", "--parallel", "2", "--max-epochs", "1000",
+            "--patience", "1000", "--trainer-args=--select pooled --max-steps 1800 --val-per-level 1000",
+            "--runs-name", "runs-e"]
+
+
+def test_arm_e_gives_every_stage_the_kinds_and_its_rooms_and_expands_its_variants(shared_dir, tmp_path, capsys):
+    rir = shared_dir / "audio" / "rir"
+    assert (rir / "house" / "rooms.csv").is_file() and (rir / "pori_hall" / "rooms.csv").is_file()
+    study.main([*arm_e_args(shared_dir), "--out", str(tmp_path), "--dry-run"])
+    lines = [line[2:] for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
+
+    def stage(name):
+        found = [shlex.split(line) for line in lines if line.startswith(f"mixer.cli {name} ")]
+        assert len(found) == 4  # one store per fold
+        return found
+
+    def option(args, flag):
+        return args[args.index(flag) + 1] if flag in args else None
+
+    train_rooms = {"--rir-root": str(rir / "house"), "--sim-rooms": "6", "--sim-rt60": "0.2,0.8"}
+    test_rooms = {"--test-rir-root": str(rir / "pori_hall"), "--test-sim-rt60": "1.2,1.6", "--far-snrs": "5"}
+    for name, given, withheld in (("superset", train_rooms, test_rooms), ("fixed-snr", train_rooms, test_rooms),
+                                  ("testsets", test_rooms, train_rooms)):
+        for args in stage(name):
+            assert option(args, "--kinds") == ARM_E_KINDS
+            assert {flag: option(args, flag) for flag in given} == given
+            assert all(flag not in args for flag in withheld)  # the test rooms never reach training
+    assert all("--mixes=recipe" in args for args in stage("superset"))
+    assert all(option(args, "--unseen-root") for args in stage("testsets"))
+
+    runs = [shlex.split(line) for line in lines if line.startswith("trainer run ")]
+    assert len(runs) == 4 * 2 * 6
+    expected = {"none": ("none", []), "fixed-snr": ("fixed-snr", []), "superset": ("superset", []),
+                "uniform-stratified": ("uniform", ["--stratify-class"]),
+                "metricaug-stratified": ("metricaug", ["--stratify-class"]),
+                "superset-noise": ("superset", ["--draw-kinds", "noise,music"])}
+    for args in runs:
+        variant = Path(option(args, "--out")).name.split("-", 1)[1].rsplit("-s", 1)[0]
+        strategy, extra = expected[variant]
+        assert option(args, "--strategy") == strategy
+        assert [a for a in args if a in ("--stratify-class", "--draw-kinds")] == [a for a in extra if a.startswith("--")]
+        if extra[1:]:
+            assert option(args, extra[0]) == extra[1]
+        assert args[-6:] == ["--select", "pooled", "--max-steps", "1800", "--val-per-level", "1000"]
+    assert {Path(option(args, "--out")).parent.name for args in runs} == {"runs-e"}
+
+
+def test_without_kind_options_the_stage_commands_are_as_before(shared_dir, tmp_path, capsys):
+    """An arm D command line gives the stage commands it gave before the kind options existed."""
+    study.main(["--corpus", "ased", "--root", str(shared_dir / "audio" / "ased"), "--real-noise",
+                str(shared_dir / "audio"), "--folds", "4", "--validation-speakers", "10", "--only-folds", "2",
+                "--seeds", "1", "--strategies", "none,fixed-snr,metricaug-stratified",
+                "--superset-args=--mixes=recipe", "--jobs", "2", "--out", str(tmp_path), "--dry-run"])
+    lines = [line[2:] for line in capsys.readouterr().out.splitlines() if line.startswith("$ mixer.cli ")]
+    fold, noise = tmp_path / "fold2", tmp_path / "noise"
+    corpus = (f"--corpus csv --root {fold / 'utterances.csv'} --noise-root {noise / 'musan'} --out {fold} "
+              f"--jobs 2 --quiet")
+    assert lines == [f"mixer.cli superset {corpus} --metrics stoi --mixes=recipe",
+                     f"mixer.cli testsets {corpus} --metrics stoi --unseen-root {noise / 'esc50_unseen'}",
+                     f"mixer.cli fixed-snr {corpus}",
+                     f"mixer.cli score {fold / 'csv'} --metric stoi --quant gmm"]

@@ -158,6 +158,7 @@ def run_command(
     gap_score: GapScoreName = typer.Option("wf1", "--gap-score", help="Score of the gaps g_k = score_clean - score_k that Algorithm 1 reads: " + "; ".join(f"{k}: {v}" for k, v in GAP_SCORES.items()) + "."),
     gap_smoothing: float = typer.Option(0.0, "--gap-smoothing", min=0.0, max=0.999, help="B in [0, 1): Algorithm 1 reads an exponential moving average of the gaps over epochs, h_e = B h_(e-1) + (1 - B) g_e (0: the raw gaps of the last epoch, as the paper)."),
     stratify_class: bool = typer.Option(False, "--stratify-class", help="Level strategies (" + ", ".join(n for n, s in STRATEGIES.items() if s.draws_levels) + "): draw each level's mixes class by class so that the epoch's mixes keep the clean train set's class prior whatever the level weights (re-weighting levels then stops re-weighting classes). Default off: the paper's draw, at random within each level."),
+    draw_kinds: str = typer.Option("", "--draw-kinds", help="Strategies that draw superset mixes at random (" + ", ".join(n for n, s in STRATEGIES.items() if s.draws_kinds) + "): draw only the mixes of these distortion kinds, comma-separated (e.g. noise,music: the additive-noise draw on a superset of every kind), read from the store table's kind column (in a store without it, a mix's kind is its noise type: noise, music). Validation and selection still use every kind. Default: every mix."),
     val_per_level: int = typer.Option(0, "--val-per-level", min=0, help="Validate on a fixed, seeded subset of M mixes per level (0: all). Without a level index the pooled selection set holds every validation mix of the superset, or with --levels K a fixed, seeded K x M of them (the most K levels would give)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the model, the draws and the batch order."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
@@ -184,7 +185,8 @@ def run_command(
         encoder=str(encoder) if encoder else None, layer=layer, feature_cache=str(feature_cache) if feature_cache else None,
         batch_size=batch_size,
         lr=lr, max_epochs=max_epochs, patience=patience, val_per_level=val_per_level, select=select.value,
-        gap_score=gap_score.value, gap_smoothing=gap_smoothing, stratify_class=stratify_class, max_steps=max_steps, seed=seed,
+        gap_score=gap_score.value, gap_smoothing=gap_smoothing, stratify_class=stratify_class, draw_kinds=draw_kinds,
+        max_steps=max_steps, seed=seed,
         device=device, workers=_workers(workers, device), threads=threads, cache_mb=cache_mb,
         test_every_epoch=test_every_epoch,
     )

@@ -15,12 +15,17 @@ import pyarrow.compute as pc
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from shards.distortions import DISTORTION_COLUMNS
 from shards.errors import InputError
 from shards.levelindex import LevelIndex, LevelMembers
 from shards.reader import ClipSource, Store
 from shards.vocab import CLEAN_SUBSET, EMOTIONS, TRAIN, VALIDATION
 
 LABEL_INDEX = {name: i for i, name in enumerate(EMOTIONS)}
+#: The table column naming a mix's distortion kind (the first of the kinds' columns); a store
+#: of additive mixes only has none, and there a mix's kind is its noise type (noise, music).
+KIND_COLUMN, _ = DISTORTION_COLUMNS[0]
+NOISE_TYPE_COLUMN = "noise_type"
 
 
 @dataclass
@@ -121,6 +126,13 @@ class StoreData:
         (CopyPaste's composites and their mixes)."""
         table = self.store.table(["key", "label", "num_samples"], filters=[("subset", "=", subset), ("split", "=", split)])
         return table_samples(self.store, table.sort_by([("key", "ascending")]), f"{subset} {split}")
+
+    def subset_kinds(self, subset: str, split: str) -> np.ndarray:
+        """The distortion kind of every sample of :meth:`subset` (same order): the table's kind
+        column, or in a store without it (additive mixes only) each mix's noise type."""
+        column = KIND_COLUMN if KIND_COLUMN in self.store.table_columns() else NOISE_TYPE_COLUMN
+        table = self.store.table(["key", column], filters=[("subset", "=", subset), ("split", "=", split)])
+        return np.array(table.sort_by([("key", "ascending")])[column].to_pylist(), dtype=object)
 
     def members(self, group: str, level: int) -> LevelMembers:
         key = (group, level)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from shards.distortions import distortion_names
 from shards.errors import InputError
 from shards.metrics import builtin_metric_spec
 from shards.vocab import COPYPASTE_MIX_SUBSET, COPYPASTE_SUBSET, EMOTIONS, FIXED_SNR_SUBSET, SUPERSET_SUBSET, TRAIN
@@ -29,6 +30,23 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: The report's name for a run drawn with --stratify-class (its column: e.g. STOI-GMM · stratified).
 STRATIFIED_LABEL = "stratified"
+#: The option that restricts a superset draw to some distortion kinds (its message names it).
+DRAW_KINDS_OPTION = "--draw-kinds"
+
+
+def parse_draw_kinds(text: str) -> str:
+    """``--draw-kinds`` as recorded in config.json: the kinds once each, in the distortion
+    registry's order (kinds it does not know after them, as given), comma-separated; "" for
+    none (the plain draw). Empty items are an InputError."""
+    if not text:
+        return ""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise InputError(f"{DRAW_KINDS_OPTION} {text!r}: expected distortion kinds, comma-separated "
+                         f"(e.g. noise,music)")
+    order = {name: i for i, name in enumerate(distortion_names())}
+    unique = list(dict.fromkeys(names))
+    return ",".join(sorted(unique, key=lambda name: (order.get(name, len(order)), unique.index(name))))
 
 
 @dataclass(frozen=True)
@@ -44,6 +62,7 @@ class StrategyContext:
     rng: Callable[..., np.random.Generator]  # rng(stream, *parts): the run's stream (trainer.protocol)
     score_command: str = ""  # the 'prep score ...' that writes the run's level index
     stratify_class: bool = False  # --stratify-class: draw by level within classes, keeping the clean class prior
+    draw_kinds: str = ""  # --draw-kinds (parse_draw_kinds): the superset draw's kinds; "": every mix
 
 
 @dataclass(frozen=True)
@@ -62,9 +81,11 @@ class Strategy:
     size_n: float | None = 1.0  # samples per epoch in multiples of N; None: as the store holds
     subsets: tuple[str, ...] = ()  # store subsets (train split) it trains on beyond the clean ones
     draws_levels = False  # needs a level index to train (not only to validate)
+    draws_kinds = False  # draws superset mixes at random, so the draw can keep to some kinds (--draw-kinds)
     adapts_weights = False  # re-weights its levels from the validation feedback (Algorithm 1)
     baseline = True  # a column the report measures the others against
     feeds_table3 = True  # its runs are clean-trained: their validation gaps per level are Table 3
+    note = ""  # what prepare found that the run's first log line names (e.g. the kinds drawn from)
 
     def prepare(self, ctx: StrategyContext) -> None:
         """Load what every epoch reuses (called once, after the clean sets are loaded)."""
@@ -152,14 +173,25 @@ class SupersetDraw(Strategy):
     help = "N clean + N mixes drawn uniformly from every train superset mix each epoch (no levels, no metrics)"
     size_n = 2.0
     subsets = (SUPERSET_SUBSET,)
+    draws_kinds = True
     feeds_table3 = False
 
     def prepare(self, ctx: StrategyContext) -> None:
         self.mixes = ctx.data.subset(SUPERSET_SUBSET, TRAIN)
+        store = ctx.data.store.path
         if len(self.mixes) == 0:
-            store = ctx.data.store.path
             raise InputError(f"{store}: no train superset mixes; build them with 'prep superset --corpus ... "
                              f"--out {store.parent}'")
+        if ctx.draw_kinds:  # only the mixes of the kinds asked for, in the same (key) order
+            kinds = ctx.data.subset_kinds(SUPERSET_SUBSET, TRAIN)
+            held = parse_draw_kinds(",".join(sorted({k for k in kinds if k}))).split(",")  # in registry order
+            wanted = set(ctx.draw_kinds.split(","))
+            missing = [k for k in ctx.draw_kinds.split(",") if k not in held]
+            if missing:
+                raise InputError(f"{DRAW_KINDS_OPTION} {ctx.draw_kinds}: {store} holds no train superset mix of kind "
+                                 f"{', '.join(missing)} (its kinds: {', '.join(held)})")
+            self.mixes = self.mixes.take(np.flatnonzero([k in wanted for k in kinds]))
+            self.note = f"{len(self.mixes)} train mixes of {ctx.draw_kinds.replace(',', ', ')}"
 
     def epoch_samples(self, ctx: StrategyContext, epoch: int, weights: list[float]) -> EpochSamples:
         from trainer.data import SampleSet
@@ -169,6 +201,13 @@ class SupersetDraw(Strategy):
         pick = ctx.rng(STREAM_SUPERSET_DRAW, epoch).choice(size, ctx.N, replace=replace)
         messages = [f"{size} train mixes for N = {ctx.N}: drawing with replacement"] if replace else []
         return EpochSamples(SampleSet.concat([ctx.train_clean, self.mixes.take(pick)]), [], messages)
+
+    def variant_rank(self, config: dict) -> int:
+        return int(bool(config.get("draw_kinds", "")))
+
+    def column_label(self, config: dict) -> str:
+        kinds = config.get("draw_kinds", "")
+        return f"{self.label} · {kinds.replace(',', ', ')} only" if kinds else self.label
 
 
 class MetricAug(Strategy):

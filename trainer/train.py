@@ -7,7 +7,8 @@ g_k = WF1_clean - WF1_k (or UAR, ``--gap-score``) give the next weights by Algor
 (``trainer.weights``). The epoch kept (``best.pt``) and early stopping follow the selection
 rule (``--select``): WF1 over the clean validation set and every level's mixes pooled, as the
 authors (without a level index: every validation mix of the superset), or the clean set alone.
-``--stratify-class`` draws each level's mixes class by class, keeping the clean class prior.
+``--stratify-class`` draws each level's mixes class by class, keeping the clean class prior;
+``--draw-kinds`` keeps the superset draw to some distortion kinds (validation unchanged).
 ``--max-steps`` ends training after exactly S optimizer steps, validating the partial last
 epoch. Once the split-half r of the gaps shows the feedback is noise, the log warns once
 (``trainer.protocol``). What each strategy trains on lives in ``trainer.strategies``; the run
@@ -51,16 +52,17 @@ from trainer.protocol import (DROPOUT_SEED_STRIDE, FEEDBACK_BURN_IN, FEEDBACK_RE
                               STREAM_VALIDATION_POOL, STREAM_VALIDATION_SUBSET, check_gap_score, check_smoothing,
                               feedback_reliability, gaps as score_gaps, loss_gaps, pearson, smooth, smooth_halves,
                               split_halves, warn_unreliable_now, weights_l1)
-from trainer.strategies import STRATEGIES, StrategyContext, get_strategy
+from trainer.strategies import DRAW_KINDS_OPTION, STRATEGIES, StrategyContext, get_strategy, parse_draw_kinds
 from trainer.weights import LEVEL_FLOOR
 
 #: Clean train utterances used to estimate the feature normalisation (mean, std per dim).
 NORM_UTTERANCES = 512
 #: Settings a resumed run must share with the run it continues (config.json keys).
 RESUME_KEYS = ("data", "strategy", "metric", "quant", "hidden", "features", "batch_size", "lr", "seed", "floor",
-               "select", "gap_score", "gap_smoothing", "stratify_class")
+               "select", "gap_score", "gap_smoothing", "stratify_class", "draw_kinds")
 #: What config.json files written before a setting existed imply for it.
-IMPLIED_BEFORE = {"select": "clean", "gap_score": "wf1", "gap_smoothing": 0.0, "stratify_class": False}
+IMPLIED_BEFORE = {"select": "clean", "gap_score": "wf1", "gap_smoothing": 0.0, "stratify_class": False,
+                  "draw_kinds": ""}
 #: What the run read, by content: a resume must read the same.
 IDENTITY_KEYS = {"data_identity": "the store's train/validation data", "level_index_sha256": "the level index",
                  "checkpoint_sha256": "the vq-wav2vec checkpoint",
@@ -91,6 +93,7 @@ class TrainConfig:
     gap_score: str = "wf1"  # the score of the gaps g_k that Algorithm 1 reads (GAP_SCORES)
     gap_smoothing: float = 0.0  # B: Algorithm 1 reads h_e = B h_(e-1) + (1 - B) g_e; 0: the paper's raw gaps
     stratify_class: bool = False  # level strategies: draw within (level, class) cells, keeping the clean class prior
+    draw_kinds: str = ""  # superset draw: only mixes of these kinds (trainer.strategies.parse_draw_kinds); "": all
     max_steps: int = 0  # 0: no limit; else training ends after exactly this many optimizer steps
     seed: int = 0
     device: str = "auto"
@@ -183,6 +186,11 @@ class Trainer:
             level_strategies = ", ".join(name for name, s in STRATEGIES.items() if s.draws_levels)
             raise InputError(f"--stratify-class: --strategy {config.strategy} draws no levels; the option is for "
                              f"{level_strategies}")
+        config.draw_kinds = parse_draw_kinds(config.draw_kinds)
+        if config.draw_kinds and not self.strategy.draws_kinds:
+            kind_strategies = ", ".join(name for name, s in STRATEGIES.items() if s.draws_kinds)
+            raise InputError(f"{DRAW_KINDS_OPTION}: --strategy {config.strategy} draws no superset mixes at random; "
+                             f"the option is for {kind_strategies}")
         store = open_store(config.data)
         try:
             index = store.level_index(config.metric, config.quant, config.levels)
@@ -231,7 +239,7 @@ class Trainer:
         self.context = StrategyContext(
             data=self.data, train_clean=self.train_clean, N=self.N, K=self.K, floor=config.floor, rng=self.rng,
             score_command=f"prep score {config.data} --metric {config.metric} --quant {config.quant}",
-            stratify_class=config.stratify_class)
+            stratify_class=config.stratify_class, draw_kinds=config.draw_kinds)
         self.strategy.prepare(self.context)
 
     def rng(self, stream: int, *parts: int) -> np.random.Generator:
@@ -465,6 +473,8 @@ class Trainer:
         if dist.main:
             self._write_records(out, state.records)  # drops lines of an epoch a kill interrupted
             what = f"{cfg.metric}-{cfg.quant} K={self.K}" if self.strategy.draws_levels else cfg.strategy
+            if self.strategy.note:
+                what += f" ({self.strategy.note})"
             fallback = (" (no level index and no validation mixes: the clean validation set)"
                         if self.selected_on != cfg.select else
                         f" (no level index: the clean validation utterances and {self.pool_note}, pooled)"
