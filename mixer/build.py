@@ -11,7 +11,6 @@ import dataclasses
 import importlib.metadata
 import os
 import re
-import resource
 import signal
 import sys
 import threading
@@ -33,7 +32,7 @@ from shards.reader import NoiseLocation, release_process_caches, stored_noise, s
 from scoring.metrics import score_mixes
 from shards import store as st
 from shards.atomic import write_json_atomic
-from shards.cores import usable_cores
+from shards.cores import peak_rss_bytes, usable_cores
 from shards.errors import InputError
 from shards.metrics import MetricSpec, adopt, metric_specs
 from shards.vocab import (
@@ -197,7 +196,7 @@ def _result(task, rows: list, rejects: list, started: float) -> dict:
     return {
         "name": task.name, "planned": task.num_samples, "samples": len(rows), "rejects": len(rejects),
         "seconds": time.perf_counter() - started, "pid": os.getpid(),
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": peak_rss_bytes(),
     }
 
 
