@@ -25,10 +25,13 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 from mixer.audio import AudioError, load_audio, read_segment
 from mixer.distortions import make_mix
 from mixer.mixing import MixError, fit_noise, fit_pcm16
-from mixer.plan import SOURCE_TASKS, MixSpec, NoiseShardTask, RirRef, RirShardTask, ShardTask, TalkerRef, UttJob
+from mixer.babble import babble_digest, load_babble
+from mixer.plan import (
+    SOURCE_TASKS, BabbleShardTask, MixSpec, NoiseShardTask, RirRef, RirShardTask, ShardTask, TalkerRef, UttJob,
+)
 from mixer.rir import load_rir, rir_digest
 from shards.mixing import float_to_pcm16, noise_stretch, pcm16_to_float, stretch_offset
-from shards.reader import NoiseLocation, release_process_caches, stored_noise, stored_rir
+from shards.reader import NoiseLocation, decode_flac, release_process_caches, stored_noise, stored_rir
 from scoring.metrics import score_mixes
 from shards import store as st
 from shards.atomic import write_json_atomic
@@ -36,8 +39,8 @@ from shards.cores import peak_rss_bytes, usable_cores
 from shards.errors import InputError
 from shards.metrics import MetricSpec, adopt, metric_specs
 from shards.vocab import (
-    NOISE_EXT, NOISE_SUBSET, RECIPE_LAYOUT, RIR_EXT, RIR_SUBSET, SAMPLE_RATE, SHARDS_DIR, noise_key, rir_key,
-    rows_relpath, shard_path, shard_relpath,
+    BABBLE_KEY_PREFIX, BABBLE_SUBSET, NOISE_EXT, NOISE_SUBSET, RECIPE_LAYOUT, RIR_EXT, RIR_SUBSET, SAMPLE_RATE,
+    SHARDS_DIR, noise_key, rir_key, rows_relpath, shard_path, shard_relpath,
 )
 from shards.writer import ShardWriter, encode_flac, encode_json, encode_npy, encode_wav_pcm16
 
@@ -150,6 +153,8 @@ def build_shard(store_dir: str, task: ShardTask | NoiseShardTask, owner: str | N
             return _build_noise_shard(Path(store_dir), task, owner)
         if isinstance(task, RirShardTask):
             return _build_rir_shard(Path(store_dir), task, owner)
+        if isinstance(task, BabbleShardTask):
+            return _build_babble_shard(Path(store_dir), task, owner)
         if task.layout == RECIPE_LAYOUT:
             try:
                 return _build_recipe_part(Path(store_dir), task, owner, noise_index or {})
@@ -209,7 +214,8 @@ def _build_recipe_part(store: Path, task: ShardTask, owner: str | None, noise_in
     rejects: list[dict] = []
     _test_sigkill(task)
     noise = lambda spec, n: stored_noise_stretch(store, task.stage, noise_index, spec, n)  # noqa: E731
-    sources = MixSources(noise, lambda ref: stored_rir_of(store, noise_index, ref))
+    sources = MixSources(noise, lambda ref: stored_rir_of(store, noise_index, ref),
+                         lambda ref: stored_babble_of(store, noise_index, ref))
     for job in task.jobs:
         _check_owner(store, owner, task.name)
         for key, _, fields in _job_samples(task, job, rejects, sources=sources):
@@ -286,6 +292,50 @@ def _build_rir_shard(store: Path, task: RirShardTask, owner: str | None) -> dict
         fields = _source_fields(task.split, RIR_SUBSET, rir.size, 1.0, kind=RIR_SUBSET, rir_id=task.rir_id,
                                 rir_file=task.rir_file, t60_s=task.t60_s, drr_db=task.drr_db)
         rows.append(_add_member(writer, task, rir_key(task.rir_id), RIR_EXT, encode_npy(rir), fields))
+
+    rows, rejects = _write_shard(store, task, owner, fill)
+    return _result(task, rows, rejects, started)
+
+
+def stored_babble_of(store: Path, index: dict, ref: TalkerRef) -> np.ndarray | None:
+    """A recipe part's ``--babble-root`` talker: the samples the store holds under its content
+    key (None for a talker of the corpus, read from its file as the clean shard stores it)."""
+    if not ref.utt_id.startswith(BABBLE_KEY_PREFIX):
+        return None
+    location = index.get(ref.utt_id)
+    if location is None:
+        raise MixError(f"babble recording {ref.speaker} was not stored (see rejects.csv)")
+    with open(store / location.shard, "rb") as f:
+        data = os.pread(f.fileno(), location.size, location.offset)
+    if len(data) != location.size:
+        raise MixError(f"babble recording {ref.speaker}: {location.shard} is truncated")
+    return decode_flac(data)
+
+
+def babble_from_file(ref: TalkerRef) -> np.ndarray:
+    """A ``--babble-root`` talker read from its file; one whose samples are no longer those it
+    was listed with cannot be mixed (the next run lists it again)."""
+    pcm = load_babble(ref.path)
+    if BABBLE_KEY_PREFIX + babble_digest(pcm) != ref.utt_id:
+        raise MixError(f"babble recording {ref.speaker} changed since it was listed")
+    return pcm
+
+
+def _build_babble_shard(store: Path, task: BabbleShardTask, owner: str | None) -> dict:
+    """One ``--babble-root`` recording of a recipe store: its 16 kHz 16-bit samples, exactly
+    those an audio build mixes, as a FLAC member keyed by its content id."""
+    started = time.perf_counter()
+
+    def fill(writer: ShardWriter, rows: list[dict], rejects: list[dict]) -> None:
+        _check_owner(store, owner, task.name)
+        ref = TalkerRef(BABBLE_KEY_PREFIX + task.babble_id, task.path, task.babble_file, 0.0)
+        try:
+            pcm = babble_from_file(ref)
+        except (AudioError, MixError) as exc:
+            rejects.append({"file": task.path, "reason": f"babble talker: {getattr(exc, 'reason', exc)}"})
+            return
+        fields = _source_fields(task.split, BABBLE_SUBSET, pcm.size, 1.0, noise_file=task.babble_file)
+        rows.append(_add_member(writer, task, ref.utt_id, "flac", encode_flac(pcm, SAMPLE_RATE), fields))
 
     rows, rejects = _write_shard(store, task, owner, fill)
     return _result(task, rows, rejects, started)
@@ -406,13 +456,20 @@ def rir_from_file(ref: RirRef) -> np.ndarray:
 class MixSources:
     """Where a build's mixes take what they mix from: the noise stretch (``noise_for``), the
     RIR (``rir_for``; default its file) and the talkers of a babble (their utterances as the
-    clean subset stores them: 16 kHz, on the 16-bit grid; the last TALKER_CACHE kept)."""
+    clean subset stores them: 16 kHz, on the 16-bit grid; or a ``--babble-root`` recording's;
+    the last TALKER_CACHE kept, and at most TALKER_CACHE_BYTES of them: a MUSAN speech file
+    runs for minutes)."""
 
     TALKER_CACHE = 64
+    TALKER_CACHE_BYTES = 512 * 2**20
 
-    def __init__(self, noise_for=None, rir_for=None):
+    def __init__(self, noise_for=None, rir_for=None, talker_for=None):
         self._noise_for = noise_for or read_noise
         self._rir_for = rir_for or rir_from_file
+        # a --babble-root talker: from its file, checked against its content id (a recipe part:
+        # from the store); None from talker_for: a talker of the corpus, read from its file
+        self._talker_for = talker_for or (lambda ref: babble_from_file(ref)
+                                          if ref.utt_id.startswith(BABBLE_KEY_PREFIX) else None)
         self._talkers: dict[str, np.ndarray] = {}
 
     def noise(self, spec: MixSpec, num_samples: int) -> tuple[np.ndarray, int]:
@@ -424,9 +481,12 @@ class MixSources:
     def talker(self, ref: TalkerRef) -> np.ndarray:
         pcm = self._talkers.pop(ref.path, None)
         if pcm is None:
+            pcm = self._talker_for(ref)
+        if pcm is None:
             pcm, _ = fit_pcm16(load_audio(ref.path, SAMPLE_RATE))
         self._talkers[ref.path] = pcm  # most recently used last
-        while len(self._talkers) > self.TALKER_CACHE:
+        while len(self._talkers) > 1 and (len(self._talkers) > self.TALKER_CACHE or
+                                          sum(a.nbytes for a in self._talkers.values()) > self.TALKER_CACHE_BYTES):
             self._talkers.pop(next(iter(self._talkers)))
         return pcm
 

@@ -359,6 +359,12 @@ _ALL = ",".join(BUILTIN_METRICS)
 _BASELINE_NOISE_TYPES_HELP = "MUSAN parts to mix with."
 
 
+_BABBLE_ROOT_HELP = (
+    "Folder of speech recordings in MUSAN's layout (speech/<source>/*.wav) whose files are the babble kind's "
+    "talkers instead of the split's other speakers; the test sets' talkers are the files held out for them "
+    "(about one in five, by content). README 'Distortion kinds'.")
+
+
 @_stage("superset", "superset", metrics_default=_ALL)
 def superset(
     args: _StageArgs,
@@ -377,6 +383,7 @@ def superset(
         "Simulated shoebox rooms (pyroomacoustics, image-source method) for the reverb kinds, beside or instead "
         "of --rir-root: drawn from the seed, computed once and stored in the store (OUT/<corpus>/rirs/).")),
     sim_rt60: str = typer.Option("0.2,0.8", "--sim-rt60", help="RT60 range (seconds, min,max) of the simulated rooms."),
+    babble_root: Optional[Path] = typer.Option(None, "--babble-root", help=_BABBLE_ROOT_HELP),
 ):
     """Mix every train and validation utterance with noise and music in every SNR bin (30N),
     and with the other distortion kinds asked for (--kinds), score every mix and write
@@ -387,16 +394,37 @@ def superset(
     opts = SupersetOptions(snr_min=snr_min, snr_max=snr_max, bins=bins, noise_types=additive,
                            utts_per_shard=args.per_shard, seed=args.seed, metrics=args.metric_list())
     rirs, rir_rejects = _load_rirs(rir_root, others, args, sim_rooms, sim_rt60)
+    talkers, babble_rejects, babble_info = _load_babble(babble_root, others, "train")
     inputs = _load_inputs(args)
     train_val = [u for u in inputs.utts if u.split in ("train", "validation")]
     if not train_val:
         fail(f"{args.root}: no train or validation utterances")
-    tasks = plan_clean(train_val, opts.utts_per_shard) + plan_superset(train_val, inputs.noises, opts, others, rirs)
+    tasks = plan_clean(train_val, opts.utts_per_shard) + plan_superset(train_val, inputs.noises, opts, others, rirs,
+                                                                       talkers)
     # a superset of the additive kinds alone records what it always recorded
-    extra = {"kinds": list(others), "rir_root": str(rir_root or ""), "rir_files": len(rirs)} if others else {}
+    extra = {"kinds": list(others), "rir_root": str(rir_root or ""), "rir_files": len(rirs), **babble_info} if others else {}
     if others and sim_rooms:
         extra.update(sim_rooms=sim_rooms, sim_rt60=sim_rt60)
-    return tasks, inputs.info(args, opts, len(train_val), **extra), inputs.rejects + rir_rejects
+    return tasks, inputs.info(args, opts, len(train_val), **extra), inputs.rejects + rir_rejects + babble_rejects
+
+
+def _load_babble(babble_root: Optional[Path], kinds: tuple[str, ...], role: str) -> tuple[tuple, list[dict], dict]:
+    """(talkers, rejects, what the stage records) of ``--babble-root`` for a stage of ``role``
+    (mixer.babble: train or test recordings); nothing without it."""
+    from mixer import babble
+
+    if babble_root is None:
+        return (), [], {}
+    if "babble" not in kinds:
+        fail(f"--babble-root {babble_root}: it holds the babble kind's talkers; add babble to --kinds")
+    try:
+        found, rejects = babble.prepare(babble_root)
+        picked = babble.for_role(found, role, babble_root)
+    except InputError as exc:
+        fail(str(exc))
+    info = {"babble_root": str(babble_root), "babble_role": role, "babble_test_share": babble.TEST_SHARE,
+            "babble_files": [f"{f.babble_file}:{f.babble_id}" for f in picked]}
+    return picked, [{"file": r.file, "reason": r.reason} for r in rejects], info
 
 
 def _kind_lists(kinds: Optional[str], noise_types: Optional[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -446,6 +474,7 @@ def fixed_snr(
     rir_root: Optional[Path] = typer.Option(None, "--rir-root", help="The superset's --rir-root (the reverb kinds' fixed rooms are drawn from it)."),
     sim_rooms: int = typer.Option(0, "--sim-rooms", help="The superset's --sim-rooms (its stored simulated rooms join the RIRs)."),
     sim_rt60: str = typer.Option("0.2,0.8", "--sim-rt60", help="The superset's --sim-rt60."),
+    babble_root: Optional[Path] = typer.Option(None, "--babble-root", help=_BABBLE_ROOT_HELP),
 ):
     """The Fixed-SNR baseline's training mixes: every train utterance with noise and with music
     at 0, 5 and 10 dB (6N; with the clean utterances of the superset, 7N), in the same store,
@@ -457,6 +486,7 @@ def fixed_snr(
     opts = FixedSnrOptions(snrs=_snr_list(snrs), noise_types=additive or _noise_type_list("noise,music"),
                            utts_per_shard=args.per_shard, seed=args.seed, metrics=args.metric_list())
     rirs, rir_rejects = _load_rirs(rir_root, others, args, sim_rooms, sim_rt60)
+    talkers, babble_rejects, babble_info = _load_babble(babble_root, others, "train")
     if rirs:
         from mixer.rooms import check_superset_rooms
 
@@ -466,9 +496,9 @@ def fixed_snr(
     if not train:
         fail(f"{args.root}: no train utterances")
     # a Fixed-SNR stage of the additive kinds alone records what it always recorded
-    extra = {"kinds": list(others), "rir_root": str(rir_root or ""), "rir_files": len(rirs)} if others else {}
-    return (plan_fixed_snr(train, inputs.noises, opts, others, rirs), inputs.info(args, opts, len(train), **extra),
-            inputs.rejects + rir_rejects)
+    extra = {"kinds": list(others), "rir_root": str(rir_root or ""), "rir_files": len(rirs), **babble_info} if others else {}
+    return (plan_fixed_snr(train, inputs.noises, opts, others, rirs, talkers), inputs.info(args, opts, len(train), **extra),
+            inputs.rejects + rir_rejects + babble_rejects)
 
 
 @_stage("copypaste", "copypaste", metrics_default="", metrics_help=_BASELINE_METRICS_HELP)
@@ -517,6 +547,10 @@ def testsets(
     test_sim_rt60: Optional[str] = typer.Option(None, "--test-sim-rt60", help="Target RT60s (seconds, comma-separated) of simulated test rooms the superset's --sim-rt60 range does not draw: test_reverb_rt<s> each."),
     test_sim_rooms: int = typer.Option(2, "--test-sim-rooms", min=1, help="Simulated test rooms per --test-sim-rt60 value (stored in the store, as the superset's)."),
     far_snrs: str = typer.Option("5", "--far-snrs", help="Exact SNRs (dB) of the far-field test sets (an unseen room plus seen noise)."),
+    babble_root: Optional[Path] = typer.Option(None, "--babble-root", help=(
+        "The superset's --babble-root (MUSAN layout, speech/<source>/*.wav): the test babble's talkers are "
+        "its files held out for the test sets (about one in five, by content), never those the superset and "
+        "fixed-snr draw. README 'Distortion kinds'.")),
 ):
     """Write the test sets: clean; MUSAN noise and music at exactly 0, 5 and 10 dB; ESC-50
     noise at an SNR uniform in [0, 30] (unseen); with --kinds, the other kinds' test
@@ -526,6 +560,7 @@ def testsets(
     snr_values = _snr_list(snrs)
     additive, others = _kind_lists(kinds, noise_types)
     test_rirs, sim_rooms, rir_rejects = _load_test_rooms(test_rir_root, test_sim_rt60, test_sim_rooms, others, args)
+    talkers, babble_rejects, babble_info = _load_babble(babble_root, others, "test")
     inputs = _load_inputs(args)
     test_splits = tuple(sorted({u.split for u in inputs.utts if u.split.startswith("test")}))
     if not test_splits:
@@ -543,12 +578,12 @@ def testsets(
     extra = {}
     if others:
         far = _snr_list(far_snrs, "--far-snrs")
-        tasks += plan_kind_testsets(tests, inputs.noises, opts, others, far, test_rirs, sim_rooms)
+        tasks += plan_kind_testsets(tests, inputs.noises, opts, others, far, test_rirs, sim_rooms, talkers)
         extra = {"kinds": list(others), "test_rir_root": str(test_rir_root or ""), "test_rir_files": len(test_rirs),
-                 "test_sim_rt60": [rt for rt, _ in sim_rooms], "test_sim_rooms": test_sim_rooms, "far_snrs": list(far)}
+                 "test_sim_rt60": [rt for rt, _ in sim_rooms], "test_sim_rooms": test_sim_rooms, "far_snrs": list(far), **babble_info}
     info = inputs.info(args, opts, len(tests), unseen_root=str(unseen_root or ""),
                        unseen_files=len(unseen), label_files=inputs.label_files + unseen_labels, **extra)
-    return tasks, info, inputs.rejects + unseen_rejects + rir_rejects
+    return tasks, info, inputs.rejects + unseen_rejects + rir_rejects + babble_rejects
 
 
 def _load_test_rooms(test_rir_root: Optional[Path], test_sim_rt60: Optional[str], rooms_per_rt60: int,

@@ -31,7 +31,7 @@ from mixer.plan import MixSpec, RirRef, TalkerRef, _mix_spec, rng_for
 from mixer.records import Utterance
 from shards.distortions import distortion_spec, test_subset
 from shards.errors import InputError
-from shards.vocab import FIXED_SNR_SUBSET, snr_tag
+from shards.vocab import FIXED_SNR_SUBSET, babble_key, snr_tag
 from shards.mixing import babble_signal, noise_stretch, render_signal, reverberate, rir_peak, stretch_offset
 
 #: Talkers of a babble mix: drawn uniformly in [MIN_TALKERS, MAX_TALKERS] (Kaldi's MUSAN babble).
@@ -52,6 +52,7 @@ class KindContext:
     far_noise_types: tuple[str, ...] = ()  # the noise of a reverb+noise mix is drawn among these
     rirs: tuple = ()  # mixer.rir.RirFile, sorted by relative path
     utts_by_split: dict = field(default_factory=dict)  # split -> utterances sorted by id
+    babble_files: tuple = ()  # mixer.babble.BabbleFile (--babble-root): babble talkers instead of the split's
 
     def snr_in_bin(self, rng: np.random.Generator, b: int) -> float:
         width = (self.snr_max - self.snr_min) / self.bins
@@ -91,8 +92,9 @@ def babble_candidates(utt: Utterance, ctx: KindContext) -> list[Utterance]:
 
 def plan_babble(rng: np.random.Generator, utt: Utterance, ctx: KindContext) -> tuple[MixSpec, ...]:
     """One babble per SNR bin: 3-7 talkers (fewer when the split has fewer other speakers'
-    utterances), drawn without replacement, each cut at its own seeded offset."""
-    candidates = _checked_candidates(utt, ctx)
+    utterances, or the babble root fewer train recordings), drawn without replacement, each
+    cut at its own seeded offset."""
+    candidates = _talker_pool(utt, ctx)
     mixes = []
     for b in range(ctx.bins):
         snr = ctx.snr_in_bin(rng, b)
@@ -113,13 +115,22 @@ def _checked_candidates(utt: Utterance, ctx) -> list[Utterance]:
     return candidates
 
 
-def _draw_talkers(rng: np.random.Generator, candidates: list[Utterance]) -> tuple[TalkerRef, ...]:
+def _talker_pool(utt: Utterance, ctx) -> list[TalkerRef]:
+    """The talkers a babble under ``utt`` draws from (offsets still 0): the recordings of
+    ``--babble-root`` its stage may use (``ctx.babble_files``; id: the stored recording's key,
+    speaker: its file, one reader per MUSAN speech file), else the split's other speakers'
+    utterances (:func:`_checked_candidates`)."""
+    if ctx.babble_files:
+        return [TalkerRef(babble_key(f.babble_id), f.path, f.babble_file, 0.0) for f in ctx.babble_files]
+    return [TalkerRef(u.utt_id, u.path, u.speaker, 0.0) for u in _checked_candidates(utt, ctx)]
+
+
+def _draw_talkers(rng: np.random.Generator, candidates: list[TalkerRef]) -> tuple[TalkerRef, ...]:
     """3-7 talkers (fewer when there are fewer candidates), without replacement, each with
     its seeded offset."""
     count = min(int(rng.integers(MIN_TALKERS, MAX_TALKERS + 1)), len(candidates))
     picked = rng.choice(len(candidates), size=count, replace=False)
-    return tuple(TalkerRef(candidates[int(i)].utt_id, candidates[int(i)].path, candidates[int(i)].speaker,
-                           float(rng.random())) for i in picked)
+    return tuple(dataclasses.replace(candidates[int(i)], offset_fraction=float(rng.random())) for i in picked)
 
 
 def plan_reverb(rng: np.random.Generator, utt: Utterance, ctx: KindContext) -> tuple[MixSpec, ...]:
@@ -161,6 +172,7 @@ class TestKindContext:
     rirs: tuple = ()  # real rooms never used for training (mixer.rir.RirFile)
     sim_rooms: tuple = ()  # (target RT60, simulated rooms of it) never drawn for training
     utts_by_split: dict = field(default_factory=dict)
+    babble_files: tuple = ()  # mixer.babble.BabbleFile held out for the test sets (--babble-root)
 
     def all_rooms(self) -> tuple:
         return tuple(self.rirs) + tuple(r for _, rooms in self.sim_rooms for r in rooms)
@@ -177,8 +189,9 @@ def _pick(rng: np.random.Generator, items):
 
 def test_babble(utt: Utterance, ctx: TestKindContext) -> list[tuple[str, MixSpec]]:
     """One babble per exact SNR (``test_babble<dB>``): 3-7 talkers of the test split's other
-    speakers, drawn as the superset's are."""
-    candidates = _checked_candidates(utt, ctx)
+    speakers (or the babble root's recordings held out for the test sets), drawn as the
+    superset's are."""
+    candidates = _talker_pool(utt, ctx)
     out = []
     for snr in ctx.snrs:
         subset = test_subset("babble", snr=snr)
@@ -251,6 +264,7 @@ class FixedKindContext:
     by_type: dict
     rooms: tuple = ()  # fixed_rooms() of the superset's RIRs
     utts_by_split: dict = field(default_factory=dict)
+    babble_files: tuple = ()  # mixer.babble.BabbleFile of the train talkers (--babble-root)
 
     def rng(self, utt: Utterance, kind: str) -> np.random.Generator:
         return rng_for(self.seed, FIXED_SNR_SUBSET, utt.utt_id, kind)
@@ -263,8 +277,8 @@ def plan_fixed_kind(kind: str, utt: Utterance, ctx: FixedKindContext) -> tuple[M
 
 def fixed_babble(utt: Utterance, ctx: FixedKindContext) -> list[MixSpec]:
     """Babble at each fixed SNR (0, 5 and 10 dB by default): 3-7 talkers of the train split's
-    other speakers."""
-    candidates = _checked_candidates(utt, ctx)
+    other speakers (or the babble root's train recordings)."""
+    candidates = _talker_pool(utt, ctx)
     rng = ctx.rng(utt, "babble")
     return [_no_noise(f"{utt.utt_id}__f{snr_tag(snr)}db-babble", "babble", "babble", snr,
                       talkers=_draw_talkers(rng, candidates)) for snr in ctx.snrs]

@@ -20,7 +20,7 @@ from shards.errors import InputError
 from shards.vocab import (
     CLEAN_SUBSET, COPYPASTE_ID, COPYPASTE_MIX_SUBSET, COPYPASTE_SUBSET, EMOTIONS, FIXED_SNR_SUBSET, NEUTRAL, SAMPLE_RATE, TRAIN,
     AUDIO_LAYOUT, METRICS, NOISE_SUBSET, RECIPE_LAYOUT, RIR_SUBSET, SUPERSET_SPLITS, SUPERSET_SUBSET, UNSEEN_SUBSET,
-    rir_shard_name, shard_name, snr_subset, snr_tag,
+    rir_shard_name, shard_name, snr_subset, snr_tag, BABBLE_KEY_PREFIX, BABBLE_SUBSET, babble_shard_name,
 )
 
 
@@ -42,8 +42,10 @@ class RirRef:
 
 @dataclass(frozen=True, slots=True)
 class TalkerRef:
-    """One talker of a babble mix: another utterance of the split, cut at a seeded share of
-    the free room (``offset_fraction``) or repeated to the target's length."""
+    """One talker of a babble mix: another utterance of the split (or, with ``--babble-root``,
+    a recording of it: ``utt_id`` its content key ``__babble__<id>``, ``speaker`` its file
+    relative to the root; mixer.babble), cut at a seeded share of the free room
+    (``offset_fraction``) or repeated to the target's length."""
 
     utt_id: str
     path: str
@@ -200,8 +202,21 @@ class NoiseShardTask:
         return hashlib.sha256(repr(self).encode()).hexdigest()
 
 
+class _OneFileSource:
+    """A source shard of one file (``path``), stored once per store under its content id."""
+
+    path: str
+
+    @property
+    def num_samples(self) -> int:
+        return 1
+
+    def input_paths(self) -> list[str]:
+        return [self.path]
+
+
 @dataclass(frozen=True)
-class RirShardTask:
+class RirShardTask(_OneFileSource):
     """A recipe store's RIR shard: one RIR (channel 0 at 16 kHz, float32, as every mix
     convolves with it), named by its content id, so the stages that use it share it."""
 
@@ -217,20 +232,33 @@ class RirShardTask:
     metrics: tuple[str, ...] = ()
     layout: str = RECIPE_LAYOUT
 
-    @property
-    def num_samples(self) -> int:
-        return 1
-
-    def input_paths(self) -> list[str]:
-        return [self.path]
-
     def fingerprint(self) -> str:
         # the content id names the bytes; where the file lay does not change them
         return hashlib.sha256(f"{self.name}|{self.rir_id}|{self.t60_s!r}|{self.drr_db!r}".encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class BabbleShardTask(_OneFileSource):
+    """A recipe store's babble recording (``--babble-root``): its 16 kHz 16-bit samples, as
+    every babble mixes them, stored as FLAC under its content key, so the stages share it."""
+
+    name: str
+    babble_id: str
+    babble_file: str
+    path: str
+    inputs: tuple[tuple[str, int, int], ...] = ()
+    subset: str = BABBLE_SUBSET
+    split: str = BABBLE_SUBSET
+    metrics: tuple[str, ...] = ()
+    layout: str = RECIPE_LAYOUT
+
+    def fingerprint(self) -> str:
+        # the content id names the bytes; where the file lay does not change them
+        return hashlib.sha256(f"{self.name}|{self.babble_id}".encode()).hexdigest()
+
+
 #: The tasks that store what recipes mix from (built before the recipe parts that read it).
-SOURCE_TASKS = (NoiseShardTask, RirShardTask)
+SOURCE_TASKS = (NoiseShardTask, RirShardTask, BabbleShardTask)
 
 #: Noise files per noise shard of a recipe store, and the most 16 kHz samples one holds
 #: (about 64 MiB of 16-bit samples: a MUSAN-sized set makes about 90 shards).
@@ -258,6 +286,11 @@ def plan_recipe(tasks: list[ShardTask], stage: str) -> list:
     rirs = {m.rir.rir_id: m.rir for t in tasks for j in t.jobs for m in j.mixes if m.rir is not None}
     rir_tasks = [RirShardTask(rir_shard_name(r.rir_id), r.rir_id, r.rir_file, r.path, r.t60_s, r.drr_db)
                  for _, r in sorted(rirs.items())]
+    # --babble-root recordings (talker id: babble_key(content id)); the corpus's own talkers are its clean shards
+    talkers = {t.utt_id: t for task in tasks for j in task.jobs for m in j.mixes for t in m.talkers
+               if t.utt_id.startswith(BABBLE_KEY_PREFIX)}
+    rir_tasks += [BabbleShardTask(babble_shard_name(key[len(BABBLE_KEY_PREFIX):]), key[len(BABBLE_KEY_PREFIX):],
+                                  t.speaker, t.path) for key, t in sorted(talkers.items())]
     recipe = [dataclasses.replace(t, layout=RECIPE_LAYOUT, stage=stage) if any(j.mixes for j in t.jobs) else t
               for t in tasks]
     return noise_tasks + rir_tasks + recipe
@@ -346,10 +379,11 @@ FAR_FIELD_NOISE_TYPES = ("noise", "music")
 
 
 def plan_superset(utts: list[Utterance], noises: list[NoiseFile], opts: SupersetOptions,
-                  kinds: tuple[str, ...] = (), rirs: tuple = ()) -> list[ShardTask]:
+                  kinds: tuple[str, ...] = (), rirs: tuple = (), babble_files: tuple = ()) -> list[ShardTask]:
     """Every train and validation utterance's mixes: one per SNR bin and additive kind
     (``opts.noise_types``: the paper's 30N), then ``opts.bins`` of each other kind in
-    ``kinds`` (shards.distortions; ``rirs``: mixer.rir.RirFile for reverb and reverb+noise)."""
+    ``kinds`` (shards.distortions; ``rirs``: mixer.rir.RirFile for reverb and reverb+noise;
+    ``babble_files``: mixer.babble.BabbleFile talkers instead of the split's other speakers)."""
     from mixer.distortions import KindContext, plan_kind
 
     if opts.bins < 1 or not opts.snr_max > opts.snr_min:
@@ -358,7 +392,8 @@ def plan_superset(utts: list[Utterance], noises: list[NoiseFile], opts: Superset
     far_types = opts.noise_types or FAR_FIELD_NOISE_TYPES
     by_type = _noise_by_type(noises, tuple(dict.fromkeys(opts.noise_types + (far_types if "reverb+noise" in kinds else ()))))
     by_split = _by_split(utts, SUPERSET_SPLITS)
-    ctx = KindContext(opts.bins, opts.snr_min, opts.snr_max, opts.noise_types, by_type, far_types, tuple(rirs), by_split)
+    ctx = KindContext(opts.bins, opts.snr_min, opts.snr_max, opts.noise_types, by_type, far_types, tuple(rirs), by_split,
+                      tuple(babble_files))
     tasks = []
     for split, members in by_split.items():
         jobs = [UttJob(u, superset_mixes(u, by_type, opts, ctx)
@@ -378,20 +413,21 @@ class FixedSnrOptions:
 
 
 def plan_fixed_snr(utts: list[Utterance], noises: list[NoiseFile], opts: FixedSnrOptions,
-                   kinds: tuple[str, ...] = (), rirs: tuple = ()) -> list[ShardTask]:
+                   kinds: tuple[str, ...] = (), rirs: tuple = (), babble_files: tuple = ()) -> list[ShardTask]:
     """The Fixed-SNR baseline's training mixes: every train utterance with each noise type at
     each SNR (6N with the defaults; with the N clean utterances, the paper's 7N). The clean
     train utterances are the superset's; only the mixes are planned here. ``kinds``: the
     other distortion kinds' fixed severities after them (shards.distortions' ``fixed_plan``:
     babble at each SNR, reverb in the fixed rooms of ``rirs`` (mixer.distortions.fixed_rooms),
-    far field at each SNR in a fixed room)."""
+    far field at each SNR in a fixed room; ``babble_files``: the babble root's train talkers)."""
     from mixer.distortions import FixedKindContext, fixed_rooms, plan_fixed_kind
 
     specs = _other_kinds(kinds, rirs)
     far_types = opts.noise_types or FAR_FIELD_NOISE_TYPES
     by_type = _noise_by_type(noises, tuple(dict.fromkeys(opts.noise_types + (far_types if "reverb+noise" in kinds else ()))))
     train = _by_split(utts, (TRAIN,))[TRAIN]
-    ctx = FixedKindContext(opts.seed, opts.snrs, far_types, by_type, fixed_rooms(rirs) if specs else (), {TRAIN: train})
+    ctx = FixedKindContext(opts.seed, opts.snrs, far_types, by_type, fixed_rooms(rirs) if specs else (), {TRAIN: train},
+                           tuple(babble_files))
     jobs = []
     for u in train:
         rng = rng_for(opts.seed, FIXED_SNR_SUBSET, u.utt_id)
@@ -532,12 +568,15 @@ def plan_testsets(utts: list[Utterance], noises: list[NoiseFile], unseen: list[N
 
 
 def plan_kind_testsets(utts: list[Utterance], noises: list[NoiseFile], opts: TestsetOptions, kinds: tuple[str, ...],
-                       far_snrs: tuple[float, ...] = (5.0,), rirs: tuple = (), sim_rooms: tuple = ()) -> list[ShardTask]:
+                       far_snrs: tuple[float, ...] = (5.0,), rirs: tuple = (), sim_rooms: tuple = (),
+                       babble_files: tuple = ()) -> list[ShardTask]:
     """The test sets of the other distortion kinds (each kind's ``test_plan`` in the registry,
     shards.distortions): babble at ``opts.snrs`` from the test split's other speakers,
     reverberation in the unseen rooms (``rirs``: real; ``sim_rooms``: (target RT60, rooms)),
     far field (an unseen room plus each seen noise type at each of ``far_snrs``). Each
-    condition is a test subset of its own (shards.distortions.test_subset)."""
+    condition is a test subset of its own (shards.distortions.test_subset). ``babble_files``:
+    the babble root's recordings held out for the test sets (mixer.babble), instead of the
+    test split's other speakers."""
     from mixer.distortions import TestKindContext, plan_test_kind
     from shards.distortions import RIR_SOURCE, distortion_spec
 
@@ -551,7 +590,7 @@ def plan_kind_testsets(utts: list[Utterance], noises: list[NoiseFile], opts: Tes
     by_type = _noise_by_type(noises, far_types) if "reverb+noise" in kinds else {}
     by_split = _by_split(utts, opts.splits)
     ctx = TestKindContext(opts.seed, opts.snrs, tuple(far_snrs), far_types, by_type, tuple(rirs), tuple(sim_rooms),
-                          by_split)
+                          by_split, tuple(babble_files))
     tasks = []
     for split, members in by_split.items():
         per_subset: dict[str, list[UttJob]] = {}

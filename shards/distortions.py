@@ -19,9 +19,9 @@ Kinds:
 - ``noise``, ``music``, ``speech``: the paper's additive mixes of one MUSAN file at an SNR
   (``speech`` is MUSAN's speech part: one talker). Their rows and samples are exactly what
   the superset stored before this registry: no ``kind`` field, no new column.
-- ``babble``: 3 to 7 other talkers of the utterance's split (never its speaker), each cut at
-  a seeded offset or repeated to the utterance's length, scaled to equal mean power, summed,
-  and added at an SNR as noise is.
+- ``babble``: 3 to 7 other talkers of the utterance's split (never its speaker), or of the
+  recordings of ``--babble-root`` (mixer.babble), each cut at a seeded offset or repeated to
+  the utterance's length, scaled to equal mean power, summed, and added at an SNR as noise is.
 - ``reverb``: convolution with a room impulse response, aligned by the RIR's largest absolute
   sample, cut to the utterance's length and scaled to the clean utterance's mean power.
 - ``reverb+noise`` (far field): ``reverb``, then noise or music added at an SNR measured
@@ -51,7 +51,7 @@ DISTORTION_COLUMNS: tuple[tuple[str, str], ...] = (
     ("drr_db", "float64"),
     ("rir_shift", "int64"),  # samples the reverberant signal was moved left by (the RIR's largest tap)
     ("reverb_gain", "float64"),  # scale that gives the aligned reverberant speech the clean mean power
-    ("talker_ids", "string"),  # JSON list of the babble's utterance ids
+    ("talker_ids", "string"),  # JSON list of the babble's utterance ids (--babble-root: __babble__<content id>)
     ("talker_offsets", "string"),  # JSON list: where each talker's stretch starts (samples)
     ("talker_gains", "string"),  # JSON list: each talker's scale to unit mean power
 )

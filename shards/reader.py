@@ -34,7 +34,9 @@ from shards.errors import InputError, StoreError
 from shards.levelindex import LevelIndex, LevelMembers, find_level_index, open_level_index
 from shards.distortions import LIST_COLUMNS, Sources, additive_kinds, render_recipe
 from shards.mixing import mix_recipe
-from shards.vocab import MANIFEST, RECIPE_LAYOUT, STORE_FORMAT, TABLE, noise_key, rir_key, shard_path
+from shards.vocab import (
+    MANIFEST, RECIPE_LAYOUT, STORE_FORMAT, TABLE, is_babble_shard, noise_key, rir_key, shard_path,
+)
 
 #: Table columns that locate a sample's FLAC payload.
 _LOCATION_COLUMNS = ["key", "shard", "flac_offset", "flac_size"]
@@ -386,7 +388,9 @@ class ClipSource:
     def _render_kind(self, clean: np.ndarray, noise: np.ndarray | None, recipe: dict) -> np.ndarray:
         """A mix of a non-additive kind rendered from its recipe and stored sources."""
         talkers = []
-        for shard, offset, size in recipe["talkers"]:
+        for shard, offset, size, digest in recipe["talkers"]:
+            if digest:  # a stored --babble-root recording: refused when it is not the one the store was built with
+                check_noise_shard(self.store_dir, shard, digest)
             path = os.path.join(self.store_dir, shard)
             talkers.append(_DECODED_CLEAN.get(path, offset, lambda: _pread(path, size, offset, self.store_dir)))
         rir = None
@@ -535,6 +539,9 @@ class Store:
         for recipe in recipes.kinds.values():
             if recipe["rir"] is not None:
                 check_noise_shard(self.path, recipe["rir"][0], recipe["rir"][3])
+            for shard, _, _, digest in recipe["talkers"]:
+                if digest:
+                    check_noise_shard(self.path, shard, digest)
         return located, recipes
 
     def _kind_recipes(self, part: pa.Table, picked: np.ndarray) -> dict[int, dict]:
@@ -572,7 +579,8 @@ class Store:
                 "gain": float(r["gain"]), "rir_shift": int(r["rir_shift"]), "reverb_gain": float(r["reverb_gain"]),
                 "talker_offsets": [int(x) for x in r["talker_offsets"]],
                 "talker_gains": [float(x) for x in r["talker_gains"]],
-                "talkers": [(str(a), int(b), int(c)) for a, b, c in talker_at[used:used + count]],
+                "talkers": [(str(a), int(b), int(c), self._sha256.get(a, "") if is_babble_shard(a) else "")
+                            for a, b, c in talker_at[used:used + count]],
                 "rir": None if rir is None else (rir[0], int(rir[1]), int(rir[2]), self._sha256.get(rir[0], "")),
             }
             used += count

@@ -45,8 +45,13 @@ NOISE_SUBSET = "noise"
 #: (``shards/rir-<rir id>-000000.tar``, shared by every stage), float32 samples as ``.npy``.
 RIR_SUBSET = "rir"
 RIR_EXT = "npy"
+#: A recipe store's babble talkers from ``--babble-root``: each speech recording once per
+#: store, keyed by its content (``babble_key``), in a shard of its own
+#: (``shards/babble-<babble id>-000000.tar``, shared by every stage), as a FLAC of its 16 kHz
+#: 16-bit samples (exactly what an audio build mixes).
+BABBLE_SUBSET = "babble"
 #: The subsets that hold what recipes mix from, not samples of the corpus.
-SOURCE_SUBSETS: tuple[str, ...] = (NOISE_SUBSET, RIR_SUBSET)
+SOURCE_SUBSETS: tuple[str, ...] = (NOISE_SUBSET, RIR_SUBSET, BABBLE_SUBSET)
 
 #: How a stage stores its mixes (``prep ... --mixes``): each mix's audio in shards, or each
 #: mix as a table row (its recipe) rendered on read from the stored clean and noise.
@@ -112,6 +117,26 @@ def rir_key(rir_id: str) -> str:
 def rir_shard_name(rir_id: str) -> str:
     """The shard of one stored RIR: named by its content, so every stage shares it."""
     return shard_name(RIR_SUBSET, safe_id(rir_id), 0)
+
+
+#: The key prefix of a stored babble recording (also the talker id its babbles record).
+BABBLE_KEY_PREFIX = "__babble__"
+
+
+def babble_key(babble_id: str) -> str:
+    """Key (and talker id) of a ``--babble-root`` recording: its content id
+    (``__babble__0123456789abcdef``)."""
+    return f"{BABBLE_KEY_PREFIX}{safe_id(babble_id)}"
+
+
+def babble_shard_name(babble_id: str) -> str:
+    """The shard of one stored babble recording: named by its content, so every stage shares it."""
+    return shard_name(BABBLE_SUBSET, safe_id(babble_id), 0)
+
+
+def is_babble_shard(relpath: str) -> bool:
+    """Whether a shard (relative path, as the table names it) holds a stored babble recording."""
+    return relpath.startswith(f"{SHARDS_DIR}/{BABBLE_SUBSET}-")
 
 
 def payload_ext(subset: str) -> str:
