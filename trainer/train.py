@@ -23,6 +23,7 @@ epoch's batches (DDP); rank 0 writes the run folder.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -186,7 +187,8 @@ class Trainer:
             level_strategies = ", ".join(name for name, s in STRATEGIES.items() if s.draws_levels)
             raise InputError(f"--stratify-class: --strategy {config.strategy} draws no levels; the option is for "
                              f"{level_strategies}")
-        config.draw_kinds = parse_draw_kinds(config.draw_kinds)
+        # recorded in its normal form; a copy, so the caller's config is left as given
+        self.config = config = dataclasses.replace(config, draw_kinds=parse_draw_kinds(config.draw_kinds))
         if config.draw_kinds and not self.strategy.draws_kinds:
             kind_strategies = ", ".join(name for name, s in STRATEGIES.items() if s.draws_kinds)
             raise InputError(f"{DRAW_KINDS_OPTION}: --strategy {config.strategy} draws no superset mixes at random; "
