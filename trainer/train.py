@@ -347,7 +347,9 @@ class Trainer:
 
         sets = [self.val_clean, *self.val_levels]
         predicted = [outcomes(s) for s in sets]
-        clean, *levels = [_scores(s.labels, p) for s, (p, _) in zip(sets, predicted)]
+        clean_scores = classification_scores(self.val_clean.labels, predicted[0][0])  # once: WF1, UAR, per class
+        clean = (clean_scores["wf1"], clean_scores["uar"])
+        levels = [_scores(s.labels, p) for s, (p, _) in zip(self.val_levels, predicted[1:])]
         pool = [self.val_pool] if len(self.val_pool) else []  # no level index: the mixes pooled without levels
         pool_predicted = [outcomes(s) for s in pool]
         pooled = _scores(np.concatenate([s.labels for s in sets + pool]),
@@ -365,7 +367,7 @@ class Trainer:
                 "gap_halves": {score: [half[score] for half in halves] for score in GAP_SCORES},
                 "gap_split_half_r": {score: pearson(*(half[score] for half in halves)) for score in GAP_SCORES},
                 # what the levels' class mix alone would make of the WF1 gaps (docs/study.md, arm D)
-                "val_f1_clean_per_class": _f1_per_class(self.val_clean.labels, predicted[0][0]),
+                "val_f1_clean_per_class": [clean_scores["f1_per_class"][c] for c in EMOTIONS if clean_scores["f1_per_class"]],
                 "val_class_counts_levels": [np.bincount(s.labels, minlength=len(EMOTIONS)).tolist()
                                             for s in self.val_levels]}
 
@@ -626,14 +628,6 @@ def _scores(labels: np.ndarray, predictions: np.ndarray) -> tuple[float, float]:
         return float("nan"), float("nan")
     result = classification_scores(labels, predictions)
     return result["wf1"], result["uar"]
-
-
-def _f1_per_class(labels: np.ndarray, predictions: np.ndarray) -> list[float]:
-    """F1 of each class in EMOTIONS order (empty for an empty set)."""
-    if labels.size == 0:
-        return []
-    per_class = classification_scores(labels, predictions)["f1_per_class"]
-    return [per_class[c] for c in EMOTIONS]
 
 
 def _mean(values: np.ndarray) -> float:
