@@ -429,6 +429,34 @@ def _clip_source(store_dir: Path, table: pa.Table, recipes: _Recipes | None = No
     )
 
 
+class _KeyRows:
+    """The table row of each key, by binary search over the table's keys sorted once as
+    bytes: one sort per opened store, then O(m log n) per lookup of m keys. pyarrow's
+    ``index_in`` hashes the whole key column on every call, which at 10^6 rows cost 0.2 s a
+    call and most of an epoch's plan (BENCHMARKS.md, the scale bench)."""
+
+    def __init__(self, keys: pa.ChunkedArray):
+        encoded = np.array([k.encode() for k in keys.to_pylist()], dtype=np.bytes_)
+        self._order = np.argsort(encoded, kind="stable")
+        self._sorted = encoded[self._order]
+
+    def rows(self, wanted: Sequence[str]) -> np.ndarray:
+        """Each wanted key's row number, -1 where the table holds no such key."""
+        out = np.full(len(wanted), -1, np.int64)
+        width = self._sorted.itemsize
+        if not len(wanted) or not len(self._sorted):
+            return out
+        encoded = [k.encode() for k in wanted]
+        # numpy's bytes cut what is longer than the width and drop trailing NULs: such keys
+        # are in no table, so they are ruled out before the search
+        fits = np.array([len(b) <= width and not b.endswith(b"\0") for b in encoded], dtype=bool)
+        probe = np.array(encoded, dtype=f"S{width}")
+        at = np.minimum(np.searchsorted(self._sorted, probe), len(self._sorted) - 1)
+        found = fits & (self._sorted[at] == probe)
+        out[found] = self._order[at[found]]
+        return out
+
+
 class Store:
     """An opened store. Use :func:`open_store`."""
 
@@ -436,6 +464,7 @@ class Store:
         self.path = Path(path)
         self.manifest = manifest
         self._locations: pa.Table | None = None
+        self._key_rows: _KeyRows | None = None
         entries = manifest.get("shards", [])
         #: recipe parts (rows file path -> the stage whose noise they mix with)
         self._recipe_stage = {e["path"]: e["stage"] for e in entries if e.get("layout") == RECIPE_LAYOUT}
@@ -479,12 +508,20 @@ class Store:
 
     def _located(self, keys: Sequence[str]) -> pa.Table:
         if self._locations is None:
-            self._locations = self.table(_LOCATION_COLUMNS + self._recipe_columns())
-        where = pc.index_in(pa.array(list(keys), type=pa.string()), value_set=self._locations["key"])
-        if where.null_count:
-            missing = [k for k, w in zip(keys, where.to_pylist()) if w is None][:3]
+            # one chunk per column: a take from many row groups' chunks costs more per row
+            self._locations = self.table(_LOCATION_COLUMNS + self._recipe_columns()).combine_chunks()
+        keys = list(keys)
+        where = self._rows_of(keys)
+        if (where < 0).any():
+            missing = [keys[i] for i in np.flatnonzero(where < 0)[:3]]
             raise InputError(f"{self.path}: no sample with key {', '.join(missing)}")
-        return self._locations.take(where)
+        return self._locations.take(pa.array(where))
+
+    def _rows_of(self, keys: list[str]) -> np.ndarray:
+        """The table rows of ``keys`` (-1: absent); the lookup is built on first use."""
+        if self._key_rows is None:
+            self._key_rows = _KeyRows(self._locations["key"])
+        return self._key_rows.rows(keys)
 
     def _recipes(self, rows: pa.Table) -> tuple[pa.Table, _Recipes | None]:
         """For rows of recipe parts: the clean FLAC's location in place of their own (none),
@@ -501,8 +538,10 @@ class Store:
         # a babble or reverb recipe mixes no noise file
         with_noise = np.array([bool(f) for f in part["noise_file"].to_pylist()], dtype=bool)
         noisy = part.filter(pa.array(with_noise))
-        noise_keys = [noise_key(self._recipe_stage[s], t, f) for s, t, f in
-                      zip(noisy["shard"].to_pylist(), noisy["noise_type"].to_pylist(), noisy["noise_file"].to_pylist())]
+        key_of: dict[tuple[str, str, str], str] = {}  # a few hundred noise files serve every mix
+        noise_keys = [key_of.get(source) or key_of.setdefault(source, noise_key(*source))
+                      for source in zip([self._recipe_stage[s] for s in noisy["shard"].to_pylist()],
+                                        noisy["noise_type"].to_pylist(), noisy["noise_file"].to_pylist())]
         clean = self._resolved(utt_ids, keys, "clean utterance")
         noise = self._resolved(noise_keys, noisy["key"].to_pylist(), "noise")
         # the rows' locations become the clean FLAC's: a recipe is read from its clean utterance
@@ -587,11 +626,11 @@ class Store:
         return out
 
     def _resolved(self, wanted: list[str], of: list[str], what: str) -> pa.Table:
-        where = pc.index_in(pa.array(wanted, type=pa.string()), value_set=self._locations["key"])
-        if where.null_count:
-            i = where.to_pylist().index(None)
+        where = self._rows_of(wanted)
+        if (where < 0).any():
+            i = int(np.flatnonzero(where < 0)[0])
             raise _refuse(self.path, f"the recipe of {of[i]} needs its {what} {wanted[i]}, which the store does not hold")
-        return self._locations.take(where)
+        return self._locations.take(pa.array(where))
 
     def clips(self, samples: Sequence[str] | LevelMembers) -> ClipSource:
         """Random access to the audio of ``samples`` (keys, or the members of a level). The
@@ -612,7 +651,9 @@ class Store:
     def read_fields(self, keys: Sequence[str]) -> list[dict]:
         """The JSON fields of many samples (the same values as their table rows)."""
         if self._locations is None or "json_offset" not in self._locations.column_names:
-            self._locations = self.table(_LOCATION_COLUMNS + ["json_offset", "json_size"] + self._recipe_columns())
+            # the same rows in the same order, so the key lookup built on the other columns holds
+            self._locations = self.table(_LOCATION_COLUMNS + ["json_offset", "json_size"]
+                                         + self._recipe_columns()).combine_chunks()
         rows = self._located(keys)
         out = []
         parts: dict[str, dict] = {}

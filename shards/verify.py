@@ -225,19 +225,26 @@ def _check_recipes(entry: dict, rows: list[int], table: dict, keys: set[str]) ->
     problems = []
     if len(rows) != entry["samples"]:
         problems.append(f"{entry['path']}: {len(rows)} table rows, manifest says {entry['samples']} samples")
+    # a store of additive mixes has neither column; one empty default for all rows, not one per row
+    no_sources = [""] * len(table["key"])
+    rir_ids, talker_lists = table.get("rir_id", no_sources), table.get("talker_ids", no_sources)
+    noise_keys: dict[tuple[str, str], str] = {}
     for i in rows:
         key, utt_id = table["key"][i], table["utt_id"][i]
         if utt_id not in keys:
             problems.append(f"{entry['path']}: the recipe of {key} needs clean utterance {utt_id}, which the store does not hold")
-        noise = noise_key(entry["stage"], table["noise_type"][i], table["noise_file"][i])
+        noise_source = (table["noise_type"][i], table["noise_file"][i])
+        if noise_source not in noise_keys:  # a few hundred noise files serve a million mixes
+            noise_keys[noise_source] = noise_key(entry["stage"], *noise_source)
+        noise = noise_keys[noise_source]
         if table["noise_file"][i] and noise not in keys:
             problems.append(f"{entry['path']}: the recipe of {key} needs noise {table['noise_file'][i]} ({noise}), "
                             f"which the store does not hold")
-        rir_id = table.get("rir_id", [""] * (i + 1))[i]
+        rir_id = rir_ids[i]
         if rir_id and rir_key(rir_id) not in keys:
             problems.append(f"{entry['path']}: the recipe of {key} needs RIR {rir_id} ({rir_key(rir_id)}), "
                             f"which the store does not hold")
-        talkers = table.get("talker_ids", [""] * (i + 1))[i]
+        talkers = talker_lists[i]
         for talker in json.loads(talkers) if talkers else []:
             if talker not in keys:
                 problems.append(f"{entry['path']}: the recipe of {key} needs talker {talker}, which the store does not hold")

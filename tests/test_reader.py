@@ -130,3 +130,24 @@ def test_the_manifest_records_the_noise_roots_a_demo_build_used(demo_store):
     for stage in ("superset", "testsets", "fixed_snr"):
         assert stages[stage]["noise_root"] == str(corpus / "musan")
     assert stages["testsets"]["unseen_root"] == str(corpus / "esc50")
+
+
+def test_key_rows_finds_every_key_and_only_those(demo_store):
+    import pyarrow as pa
+
+    from shards.reader import _KeyRows
+
+    keys = ["b", "a-01", "a", "ab", "zz-9", "é-1", "a-1"]
+    lookup = _KeyRows(pa.chunked_array([keys[:3], keys[3:]]))
+    assert lookup.rows(keys).tolist() == list(range(len(keys)))
+    # absent: a prefix, an extension, longer than every stored key, a trailing NUL, a case change
+    assert lookup.rows(["", "a-0", "a-011", "zz-9-and-more", "a\0", "B"]).tolist() == [-1] * 6
+    assert lookup.rows([]).tolist() == []
+    assert _KeyRows(pa.chunked_array([[]], type=pa.string())).rows(["a"]).tolist() == [-1]
+
+    store = open_store(demo_store)
+    table_keys = store.table(["key"])["key"].to_pylist()
+    picked = [table_keys[i] for i in np.random.default_rng(0).integers(0, len(table_keys), 50)]
+    assert store.clips(picked).keys == picked
+    with pytest.raises(InputError, match="no sample with key nope"):
+        store.clips([picked[0], "nope"])
