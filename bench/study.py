@@ -217,6 +217,43 @@ def claim_run(out: Path) -> Path | None:
         mine.unlink(missing_ok=True)
 
 
+def run_state(out: Path, recorded: Path | None) -> tuple[str, float | None]:
+    """(state, CPU s) of one planned run: "recorded" (with its CPU), "finished" (not
+    recorded), "running" (a live process holds its claim), or "pending"."""
+    if recorded is not None and (recorded / "results.json").is_file():
+        try:
+            return "recorded", float(json.loads((recorded / "study.json").read_text())["cpu_s"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return "recorded", None
+    if (out / "results.json").is_file():
+        return "finished", None
+    claim = out.parent / f".{out.name}.claim"
+    try:
+        holder = int(claim.read_text())
+    except (OSError, ValueError):
+        holder = 0
+    return ("running" if holder and pid_alive(holder) else "pending"), None
+
+
+def status_report(states: list[tuple[str, str, str, float | None]], lanes: int) -> str:
+    """A study's progress from (run name, variant, state, CPU s) per planned run: the count
+    per state, the CPU spent, and the CPU left, estimated per variant from its recorded runs
+    (all recorded runs where a variant has none). Wall time assumes ``lanes`` runs at a time."""
+    counts = {s: sum(st == s for _, _, st, _ in states) for s in ("recorded", "finished", "running", "pending")}
+    spent = [(v, c) for _, v, st, c in states if st == "recorded" and c is not None]
+    overall = sum(c for _, c in spent) / len(spent) if spent else None
+    per_variant = {v: [c for w, c in spent if w == v] for v, _ in spent}
+    lines = [f"{name}: {st}" + (f" ({cpu:.0f} CPU-s)" if cpu is not None else "") for name, _, st, cpu in states]
+    left = [v for _, v, st, _ in states if st in ("running", "pending")]
+    lines.append(f"{len(states)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+                 + f"; {sum(c for _, c in spent) / 3600:.2f} CPU-h spent by the recorded runs")
+    if left and overall is not None:
+        todo = sum(sum(per_variant[v]) / len(per_variant[v]) if per_variant.get(v) else overall for v in left)
+        lines.append(f"left: about {todo / 3600:.1f} CPU-h (each variant's mean recorded CPU; running runs counted "
+                     f"whole), about {todo / 3600 / max(1, lanes):.1f} h of wall time at {max(1, lanes)} runs at a time")
+    return "\n".join(lines)
+
+
 class Runner:
     """Runs the project's commands, echoing them and adding up their CPU time."""
 
@@ -273,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
                              "(1: the trainer's own defaults)")
     parser.add_argument("--only-folds", default="", help="comma-separated fold numbers to run (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    parser.add_argument("--status", action="store_true",
+                        help="print each run's state (recorded with its CPU, running, pending) and the CPU and wall time "
+                             "left, estimated from the recorded runs (wall at --parallel runs at a time); builds and "
+                             "trains nothing")
     args = parser.parse_args(argv)
     if args.real_noise:
         args.noise_root, args.unseen_root = assemble_real_noise(args.real_noise, args.out / "noise")
@@ -307,12 +348,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fold {f}: test {', '.join(test)}; validation {', '.join(validation)}"
               + (f"; left out {', '.join(left_out)}" if left_out else ""), flush=True)
         fold_dir = args.out / f"fold{f}"
-        if not args.train_only:
+        if not (args.train_only or args.status):
             write_fold_csv(fold_dir / "utterances.csv", utts, test, validation, left_out)
         corpus = ["--corpus", "csv", "--root", str(fold_dir / "utterances.csv"), "--noise-root", str(args.noise_root),
                   "--out", str(fold_dir), "--jobs", str(args.jobs), "--quiet"]
         stores[f] = fold_dir / "csv"
-        if args.train_only:
+        if args.train_only or args.status:
             continue
         run("mixer.cli", SUPERSET, *corpus, "--metrics", args.metrics, *kind_options(args, SUPERSET),
             *shlex.split(args.superset_args))
@@ -322,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             run("mixer.cli", FIXED, *corpus, *kind_options(args, FIXED))
         run("mixer.cli", "score", str(stores[f]), "--metric", "stoi", "--quant", "gmm")
     # seed by seed across the folds: a study cut short still has every utterance tested once
-    runs = []
+    runs, states = [], []
     for seed in range(args.seeds):
         for f, _, _ in chosen:
             for variant in strategies:
@@ -333,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
                 train = ("trainer", "run", "--data", str(stores[f]), "--strategy", strategy, "--seed", str(seed),
                          "--max-epochs", str(args.max_epochs), "--patience", str(args.patience), "--out", str(out),
                          "--resume", "--quiet", *options, *share_args, *extra)
-                if args.dry_run:
+                if args.status:
+                    states.append((out.name, variant, *run_state(out, recorded)))
+                elif args.dry_run:
                     run(*train)
                 elif recorded is not None and (recorded / "results.json").is_file():
                     continue  # finished, on this machine or another
@@ -352,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
                             record_run(out, recorded, cpu, time.perf_counter() - t0)
                     finally:
                         claim.unlink(missing_ok=True)
+    if args.status:
+        print(status_report(states, args.parallel))
+        return 0
     finished = runs if args.dry_run else [r for r in runs if (r / "results.json").is_file()]
     if len(finished) < len(runs):
         print(f"# {len(runs) - len(finished)} runs are not finished (another study process has them): "

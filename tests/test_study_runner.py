@@ -168,3 +168,29 @@ def test_without_kind_options_the_stage_commands_are_as_before(shared_dir, tmp_p
                      f"mixer.cli testsets {corpus} --metrics stoi --unseen-root {noise / 'esc50_unseen'}",
                      f"mixer.cli fixed-snr {corpus}",
                      f"mixer.cli score {fold / 'csv'} --metric stoi --quant gmm"]
+
+
+def test_status_counts_each_runs_state_and_estimates_what_is_left(tmp_path):
+    import os
+
+    runs, record = tmp_path / "runs", tmp_path / "record"
+    for name, cpu in (("fold0-none-s0", 700.0), ("fold0-uniform-s0", 600.0), ("fold1-uniform-s0", 620.0)):
+        out = runs / name
+        out.mkdir(parents=True)
+        (out / "results.json").write_text("{}")
+        study.record_run(out, record / name, cpu, cpu + 50)
+    (runs / "fold1-none-s0").mkdir()
+    (runs / "fold1-none-s0" / "results.json").write_text("{}")  # finished here, not recorded yet
+    (runs / ".fold0-metricaug-s0.claim").write_text(str(os.getpid()))  # held by a live process
+    (runs / ".fold1-metricaug-s0.claim").write_text("999999999")  # a dead holder's claim: pending
+    planned = [("fold0-none-s0", "none"), ("fold0-uniform-s0", "uniform"), ("fold1-uniform-s0", "uniform"),
+               ("fold1-none-s0", "none"), ("fold0-metricaug-s0", "metricaug"), ("fold1-metricaug-s0", "metricaug"),
+               ("fold2-uniform-s0", "uniform")]
+    states = [(name, variant, *study.run_state(runs / name, record / name)) for name, variant in planned]
+    assert [s[2] for s in states] == ["recorded", "recorded", "recorded", "finished", "running", "pending", "pending"]
+    assert [s[3] for s in states[:3]] == [700.0, 600.0, 620.0]
+    text = study.status_report(states, lanes=2)
+    assert "7 runs: 3 recorded, 1 finished, 1 running, 2 pending; 0.53 CPU-h spent" in text
+    # left: uniform at its own mean (610 s), the two MetricAug runs at the mean of all recorded (640 s)
+    left_h = (610 + 2 * 640) / 3600
+    assert f"about {left_h:.1f} CPU-h" in text and f"about {left_h / 2:.1f} h of wall time at 2 runs" in text
