@@ -70,7 +70,10 @@ def _read_table(store: Path) -> tuple[dict | None, str | None]:
         return None, f"{TABLE}: missing; {_REBUILD}"
     except (OSError, pa.ArrowException) as exc:
         return None, f"{TABLE}: unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); {_REBUILD}"
-    return table.to_pydict(), None
+    columns = table.to_pydict()
+    for name in _SOURCE_COLUMNS:  # a store of additive mixes has neither: empty for every row, once
+        columns.setdefault(name, [""] * table.num_rows)
+    return columns, None
 
 
 def _unlisted_files(store: Path, recorded: dict, planned: set[str]) -> list[str]:
@@ -225,9 +228,6 @@ def _check_recipes(entry: dict, rows: list[int], table: dict, keys: set[str]) ->
     problems = []
     if len(rows) != entry["samples"]:
         problems.append(f"{entry['path']}: {len(rows)} table rows, manifest says {entry['samples']} samples")
-    # a store of additive mixes has neither column; one empty default for all rows, not one per row
-    no_sources = [""] * len(table["key"])
-    rir_ids, talker_lists = table.get("rir_id", no_sources), table.get("talker_ids", no_sources)
     noise_keys: dict[tuple[str, str], str] = {}
     for i in rows:
         key, utt_id = table["key"][i], table["utt_id"][i]
@@ -240,11 +240,11 @@ def _check_recipes(entry: dict, rows: list[int], table: dict, keys: set[str]) ->
         if table["noise_file"][i] and noise not in keys:
             problems.append(f"{entry['path']}: the recipe of {key} needs noise {table['noise_file'][i]} ({noise}), "
                             f"which the store does not hold")
-        rir_id = rir_ids[i]
+        rir_id = table["rir_id"][i]
         if rir_id and rir_key(rir_id) not in keys:
             problems.append(f"{entry['path']}: the recipe of {key} needs RIR {rir_id} ({rir_key(rir_id)}), "
                             f"which the store does not hold")
-        talkers = talker_lists[i]
+        talkers = table["talker_ids"][i]
         for talker in json.loads(talkers) if talkers else []:
             if talker not in keys:
                 problems.append(f"{entry['path']}: the recipe of {key} needs talker {talker}, which the store does not hold")
