@@ -6,7 +6,6 @@ verify --rescore exact); a missing or altered stored recording is refused; unrea
 silent files are rejects with their reason; the stages' --help list the option."""
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -25,6 +24,7 @@ from shards.errors import StoreError
 from shards.reader import open_store
 from shards.verify import verify_store
 from shards.vocab import BABBLE_SUBSET, REJECTS, TABLE, babble_key
+from test_distortions import assert_materializes_as_the_audio_build
 from test_superset import SR, make_tiny_corpus, superset_cmd
 
 runner = CliRunner()
@@ -55,10 +55,6 @@ def make_babble_root(root: Path, count: int = 12, bad: bool = False) -> Path:
 
 def _table(store: Path) -> list[dict]:
     return pq.read_table(store / TABLE).to_pylist()
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -134,13 +130,7 @@ def test_recipe_store_renders_babble_bit_for_bit_as_the_audio_build(babble_pair,
     audio, recipe = open_store(audio_dir), open_store(recipe_dir)
     for key, x, y in zip(keys, audio.read_audio(keys), recipe.read_audio(keys)):
         assert x.dtype == y.dtype and np.array_equal(x, y), key
-    out = tmp_path / "materialized"
-    result = runner.invoke(app, ["materialize", str(recipe_dir), "--out", str(out), "--jobs", "1"])
-    assert result.exit_code == 0, result.output
-    for path in sorted((audio_dir / "shards").glob("*.tar")) + [audio_dir / TABLE, audio_dir / REJECTS]:
-        assert _digest(path) == _digest(out / path.relative_to(audio_dir)), path.name
-    result = runner.invoke(app, ["verify", str(recipe_dir), "-q", "--rescore", "30"])
-    assert result.exit_code == 0 and "rescored 30 mixes (seed 0): 0 differ" in result.output, result.output
+    assert_materializes_as_the_audio_build(recipe_dir, audio_dir, tmp_path / "materialized", rescore=30)
 
 
 def test_babble_recordings_are_stored_once_per_recipe_store_keyed_by_content(babble_pair):

@@ -35,6 +35,17 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def assert_materializes_as_the_audio_build(recipe_dir: Path, audio_dir: Path, out: Path, rescore: int) -> None:
+    """``prep materialize`` of the recipe store writes the audio build byte for byte, and
+    ``verify --rescore`` finds no mix that differs."""
+    result = runner.invoke(app, ["materialize", str(recipe_dir), "--out", str(out), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    for path in sorted((audio_dir / "shards").glob("*.tar")) + [audio_dir / TABLE, audio_dir / REJECTS]:
+        assert _digest(path) == _digest(out / path.relative_to(audio_dir)), path.name
+    result = runner.invoke(app, ["verify", str(recipe_dir), "-q", "--rescore", str(rescore)])
+    assert result.exit_code == 0 and f"rescored {rescore} mixes (seed 0): 0 differ" in result.output, result.output
+
+
 def _synthetic_rirs(folder: Path) -> Path:
     """Two small rooms (exponential decays with a direct tap), one stereo 48 kHz: no shared data needed."""
     rng = np.random.default_rng(7)
@@ -148,13 +159,7 @@ def test_every_kind_renders_the_same_bits_from_its_recipe_as_its_audio_build(kin
         other = recipe_rows[r["key"]]
         assert all(r[c] == other[c] or (r[c] != r[c] and other[c] != other[c]) for c in r if c not in skip), r["key"]
     # prep materialize writes the audio store byte for byte; verify --rescore finds nothing
-    out = tmp_path / "materialized"
-    result = runner.invoke(app, ["materialize", str(recipe_dir), "--out", str(out), "--jobs", "1"])
-    assert result.exit_code == 0, result.output
-    for path in sorted((audio_dir / "shards").glob("*.tar")) + [audio_dir / TABLE, audio_dir / REJECTS]:
-        assert _digest(path) == _digest(out / path.relative_to(audio_dir)), path.name
-    result = runner.invoke(app, ["verify", str(recipe_dir), "-q", "--rescore", "40"])
-    assert result.exit_code == 0 and "rescored 40 mixes (seed 0): 0 differ" in result.output, result.output
+    assert_materializes_as_the_audio_build(recipe_dir, audio_dir, tmp_path / "materialized", rescore=40)
 
 
 def test_every_kind_gives_the_same_bytes_whatever_the_number_of_workers(kinds_pair, tmp_path):
