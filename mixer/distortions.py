@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mixer.audio import AudioError
 from mixer.mixing import FULL_SCALE, MixError, mix_at_snr
 from mixer.plan import MixSpec, RirRef, TalkerRef, _mix_spec, rng_for
 from mixer.records import Utterance
@@ -332,11 +333,11 @@ def make_babble(spec: MixSpec, clean: np.ndarray, sources) -> tuple[np.ndarray, 
     talkers = [sources.talker(t) for t in spec.talkers]
     offsets = [stretch_offset(t.offset_fraction, pcm.size, clean.size) for t, pcm in zip(spec.talkers, talkers)]
     gains = []
-    for pcm, offset in zip(talkers, offsets):
+    for talker, pcm, offset in zip(spec.talkers, talkers, offsets):
         stretch = np.asarray(noise_stretch(pcm, clean.size, offset), dtype=np.float64)
         power = float(np.mean(stretch * stretch))
-        if power < MIN_POWER:
-            raise MixError(f"talker {spec.talkers[len(gains)].utt_id} is silent where it is cut")
+        if power < MIN_POWER:  # the reject names the silent talker's file, not the first talker's
+            raise AudioError(talker.path, f"talker {talker.utt_id} is silent where it is cut")
         gains.append(float(1.0 / np.sqrt(power)))
     babble = babble_signal(talkers, offsets, gains, clean.size)
     mix = mix_at_snr(clean, babble, spec.snr_target)

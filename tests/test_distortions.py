@@ -219,6 +219,24 @@ def test_babble_plans_three_to_seven_talkers_of_other_speakers():
     assert [t.fingerprint() for t in tasks] == [t.fingerprint() for t in again]
 
 
+def test_a_talker_silent_where_it_is_cut_is_a_reject_naming_that_talkers_file():
+    from mixer.audio import AudioError
+    from mixer.distortions import make_babble
+    from mixer.plan import MixSpec, TalkerRef
+
+    class Talkers:
+        def talker(self, ref):
+            return np.zeros(SR, np.float32) if ref.utt_id == "quiet" else np.ones(SR, np.float32) * 0.1
+
+    talkers = tuple(TalkerRef(u, f"/x/{u}.wav", f"spk-{u}", 0.0) for u in ("loud", "quiet", "loud2"))
+    spec = MixSpec("u__s00-babble", "babble", "", "", 0, 0.0, 5.0, kind="babble", talkers=talkers)
+    clean = np.sin(np.arange(SR // 2) / 7.0).astype(np.float32) * 0.3
+    with pytest.raises(AudioError) as caught:
+        make_babble(spec, clean, Talkers())
+    # the second talker is the silent one: the reject's file is its file, not the first talker's
+    assert caught.value.path == "/x/quiet.wav" and "talker quiet is silent where it is cut" in caught.value.reason
+
+
 # --- reverb -------------------------------------------------------------------------------
 
 class _RirOnly:
