@@ -13,6 +13,13 @@ simulation's parameters do not pin its bits across versions (nor across thread c
 runs on one thread here), the stored arrays do. From
 there the rooms are RIR files like any other (:mod:`mixer.rir`: T60 by Schroeder
 integration, DRR from the direct window, recorded per RIR).
+
+A simulated RIR longer than :data:`mixer.rir.MAX_RIR_SECONDS` (image-source RIRs at RT60 1.6 s
+run past 5 s) is cut to it when it is made, not rejected as a user's file of that length
+would be: the room was asked for, and its tail past the limit carries a negligible share of
+its energy (-103 dB in a 5.18 s room of target RT60 1.6 s). ``simulation.json``
+records such a room's ``cut_from_s`` and ``cut_tail_db`` (the cut part's share of the RIR's
+energy). Stores made before this rule keep their stored files, which a load still rejects.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ import numpy as np
 from scipy.io import wavfile
 
 from mixer.plan import rng_for
+from mixer.rir import MAX_RIR_SECONDS
 from shards.errors import InputError
 from shards.vocab import SAMPLE_RATE
 
@@ -87,6 +95,19 @@ def simulate_rir(room: dict) -> np.ndarray:
     return np.asarray(shoebox.rir[0][0], dtype=np.float32)
 
 
+def cut_to_limit(rir: np.ndarray, room: dict) -> np.ndarray:
+    """The RIR cut to MAX_RIR_SECONDS; a cut is recorded in ``room`` (length before, and the
+    cut tail's share of the energy in dB, None when the tail is all zeros)."""
+    limit = int(MAX_RIR_SECONDS * SAMPLE_RATE)
+    if len(rir) <= limit:
+        return rir
+    energy = np.asarray(rir, dtype=np.float64) ** 2
+    tail = float(energy[limit:].sum())
+    room.update(cut_from_s=len(rir) / SAMPLE_RATE,
+                cut_tail_db=10 * float(np.log10(tail / float(energy.sum()))) if tail > 0 else None)
+    return rir[:limit]
+
+
 def simulated_rooms(store: Path, rooms: int, rt60_range: tuple[float, float], seed: int,
                     stream: str = TRAIN_STREAM) -> Path:
     """The folder of the store's simulated rooms for these settings: made once (written to a
@@ -103,8 +124,12 @@ def simulated_rooms(store: Path, rooms: int, rt60_range: tuple[float, float], se
     records = []
     for i in range(rooms):
         room = _draw_room(rng_for(seed, stream, str(i)), rt60_range)
-        rir = simulate_rir(room)
+        rir = cut_to_limit(simulate_rir(room), room)
         name = f"room-{i:03d}.wav"
+        if "cut_from_s" in room:
+            tail_db = "an all-zero tail" if room["cut_tail_db"] is None else f"{room['cut_tail_db']:.0f} dB of its energy"
+            print(f"simulated {name} (target RT60 {room['rt60_target_s']:.2f} s): RIR cut from "
+                  f"{room['cut_from_s']:.2f} s to the {MAX_RIR_SECONDS:g} s limit ({tail_db} cut)")
         # scipy writes a plain IEEE-float WAV; libsndfile would add a PEAK chunk with the time of day
         wavfile.write(tmp / name, SAMPLE_RATE, rir)
         records.append({"file": name, **room})

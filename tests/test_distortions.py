@@ -443,3 +443,32 @@ def test_simulated_rooms_are_generated_once_per_store_stored_and_reused(tmp_path
     output = build(tmp_path / "a")
     assert "0 built" in output
     assert {p.name: (_digest(p), p.stat().st_mtime_ns) for p in rooms} == stored
+
+
+def test_a_simulated_room_longer_than_the_rir_limit_is_cut_to_it_and_the_cut_recorded(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("pyroomacoustics")
+    import mixer.rooms
+    from mixer import rir
+
+    # the real limit (5 s) takes RT60 1.6 s and seconds of simulation to pass; a lower one shows the rule
+    monkeypatch.setattr(mixer.rooms, "MAX_RIR_SECONDS", 0.5)
+    folder = mixer.rooms.simulated_rooms(tmp_path, 2, (0.3, 0.3), seed=0)
+    made = json.loads((folder / mixer.rooms.SIMULATION_FILE).read_text())["rooms"]
+    printed = capsys.readouterr().out
+    for room in made:
+        full = mixer.rooms.simulate_rir({k: room[k] for k in ("dims_m", "rt60_target_s", "source_m", "mic_m")})
+        stored = rir.load_rir(folder / room["file"])
+        assert len(full) > 8000 and len(stored) == 8000  # 0.5 s at 16 kHz
+        assert np.array_equal(stored, full[:8000])
+        assert room["cut_from_s"] == len(full) / SR
+        tail = np.sum(full[8000:].astype(np.float64) ** 2) / np.sum(full.astype(np.float64) ** 2)
+        assert room["cut_tail_db"] == pytest.approx(10 * np.log10(tail)) and room["cut_tail_db"] < -20
+        assert f"simulated {room['file']} (target RT60 0.30 s): RIR cut from {room['cut_from_s']:.2f} s" in printed
+    found, rejects = rir.prepare(folder)
+    assert len(found) == 2 and rejects == []
+    # under the limit nothing is cut or recorded
+    monkeypatch.setattr(mixer.rooms, "MAX_RIR_SECONDS", 5.0)
+    folder = mixer.rooms.simulated_rooms(tmp_path / "b", 1, (0.3, 0.3), seed=0)
+    (room,) = json.loads((folder / mixer.rooms.SIMULATION_FILE).read_text())["rooms"]
+    full = mixer.rooms.simulate_rir({k: room[k] for k in ("dims_m", "rt60_target_s", "source_m", "mic_m")})
+    assert "cut_from_s" not in room and np.array_equal(rir.load_rir(folder / room["file"]), full)
