@@ -450,13 +450,16 @@ def test_a_simulated_room_longer_than_the_rir_limit_is_cut_to_it_and_the_cut_rec
     import mixer.rooms
     from mixer import rir
 
+    def resimulate(room: dict) -> np.ndarray:  # the full RIR again, from the room's drawn parameters
+        return mixer.rooms.simulate_rir({k: room[k] for k in ("dims_m", "rt60_target_s", "source_m", "mic_m")})
+
     # the real limit (5 s) takes RT60 1.6 s and seconds of simulation to pass; a lower one shows the rule
     monkeypatch.setattr(mixer.rooms, "MAX_RIR_SECONDS", 0.5)
     folder = mixer.rooms.simulated_rooms(tmp_path, 2, (0.3, 0.3), seed=0)
     made = json.loads((folder / mixer.rooms.SIMULATION_FILE).read_text())["rooms"]
     printed = capsys.readouterr().out
     for room in made:
-        full = mixer.rooms.simulate_rir({k: room[k] for k in ("dims_m", "rt60_target_s", "source_m", "mic_m")})
+        full = resimulate(room)
         stored = rir.load_rir(folder / room["file"])
         assert len(full) > 8000 and len(stored) == 8000  # 0.5 s at 16 kHz
         assert np.array_equal(stored, full[:8000])
@@ -470,5 +473,5 @@ def test_a_simulated_room_longer_than_the_rir_limit_is_cut_to_it_and_the_cut_rec
     monkeypatch.setattr(mixer.rooms, "MAX_RIR_SECONDS", 5.0)
     folder = mixer.rooms.simulated_rooms(tmp_path / "b", 1, (0.3, 0.3), seed=0)
     (room,) = json.loads((folder / mixer.rooms.SIMULATION_FILE).read_text())["rooms"]
-    full = mixer.rooms.simulate_rir({k: room[k] for k in ("dims_m", "rt60_target_s", "source_m", "mic_m")})
+    full = resimulate(room)
     assert "cut_from_s" not in room and np.array_equal(rir.load_rir(folder / room["file"]), full)
