@@ -77,16 +77,18 @@ def plots(runs: list[dict], out: Path) -> list[Path]:
         plt.close(fig)
         written.append(out / "val_levels.png")
     columns, reps, _ = grouped(runs)
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for label in columns:
-        order = conditions([r for rep in reps[label] for r in rep])
+    orders = {label: conditions([r for rep in reps[label] for r in rep]) for label in columns}
+    n_conditions = max(len(order) for order in orders.values())
+    # The axes widen with the conditions and the legend sits beside them: a study with a dozen
+    # conditions (every distortion kind) would otherwise print its labels over one another.
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * n_conditions + 1.5) + 3.5, 4.5), layout="constrained")
+    for label, order in orders.items():
         values = np.array([[replicate_score(rep, c) for c in order] for rep in reps[label]], dtype=float)
         ax.errorbar(range(len(order)), 100 * values.mean(0), yerr=100 * values.std(0), marker="o", capsize=3, label=label)
-        ax.set_xticks(range(len(order)), [condition_label(c) for c in order])
+        ax.set_xticks(range(len(order)), [condition_label(c) for c in order], rotation=35, ha="right")
     ax.set_ylabel("test WF1 %")
     ax.set_title("WF1 per test condition (mean ± std over seeds)")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     _save_figure(fig, out / "conditions.png")
     plt.close(fig)
     written.append(out / "conditions.png")
