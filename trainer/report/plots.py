@@ -85,7 +85,7 @@ def plots(runs: list[dict], out: Path) -> list[Path]:
     for label, order in orders.items():
         values = np.array([[replicate_score(rep, c) for c in order] for rep in reps[label]], dtype=float)
         ax.errorbar(range(len(order)), 100 * values.mean(0), yerr=100 * values.std(0), marker="o", capsize=3, label=label)
-        ax.set_xticks(range(len(order)), [condition_label(c) for c in order], rotation=35, ha="right")
+    ax.set_xticks(range(len(order)), [condition_label(c) for c in order], rotation=35, ha="right")  # the last column's, as before
     ax.set_ylabel("test WF1 %")
     ax.set_title("WF1 per test condition (mean ± std over seeds)")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
