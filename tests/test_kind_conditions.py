@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 
 from mixer.cli import app
 from shards.reader import open_store
-from shards.vocab import MANIFEST, REJECTS, SOURCE_SUBSETS, TABLE
+from shards.vocab import MANIFEST, SOURCE_SUBSETS, TABLE
 from test_distortions import _synthetic_rirs
+from earlier_code import prep_at, store_digests
 from test_superset import SR, make_tiny_corpus, superset_cmd
 
 runner = CliRunner()
@@ -65,53 +66,29 @@ def _hall_rirs(folder: Path) -> Path:
 
 # --- the defaults: byte for byte the stores they were ---------------------------------------
 
-#: Digests of the tiny corpus's default test sets and Fixed-SNR mixes (--metrics stoi, 2
-#: utterances per shard, an unseen folder) built by the code before test sets and the static
-#: baseline had kinds (git b2ff57e), as the superset's are pinned in test_distortions.py. The
-#: audio manifest is digested without its versions and with the corpus root replaced; a
-#: recipe manifest records its rows files' digests, which hold input mtimes, so it is left out.
-BEFORE_KIND_TESTSETS = {
-    "audio": {
-        "clean-test-000000.tar": "a46c9456a2a18b2205f8bd701f8dc902342d914f4c56a3b6c612881d59f6bb75",
-        "fixed_snr-train-000000.tar": "ef5448a082c0e656dcce716700bafc0c5cd533e6aad1f992f1f59e7ba2610b7d",
-        "fixed_snr-train-000001.tar": "6f10aa6896f3e5cd9be8579fb5c902c71b7c57ca98a531996a016450892ad7bb",
-        "test_snr0-test-000000.tar": "1656309ff823521eb6cc48ab51105e9680430a2f531777189e9551dedc5d43bc",
-        "test_snr10-test-000000.tar": "68e266c5d94f97ec21994c0d6d14b5f4355cd0449ebfed92c3128fa577a4b7c2",
-        "test_snr5-test-000000.tar": "8f4fe006a99cf39d49382563290e187acb92139dce1b8e0b931a0b684fd8f85b",
-        "test_unseen-test-000000.tar": "3f775c07c4dce8a63819954744817db6dc47db90dadb078fb297ab1883969882",
-        TABLE: "44debfd113de40e2ae1298f5673822ab8b1af2c7d7f580728085c28c0834f6e2",
-        REJECTS: "0dd6a42778549b11905ccdb36166858e7b940285f000c81effe215ff568f0af9",
-        MANIFEST: "d37624eb42f2810a76801a0add3c4df9a5ff4cabdcfe3bc0a6011b6ccd2c9904",
-    },
-    "recipe": {
-        "clean-test-000000.tar": "a46c9456a2a18b2205f8bd701f8dc902342d914f4c56a3b6c612881d59f6bb75",
-        "noise-fixed_snr-000000.tar": "db0c83e61e6170502f49e5a4dbeb2e9c04393c0a02b87b8295f788b2e109aff4",
-        "noise-testsets-000000.tar": "c0022240089ba5b9ba0124282f5b7143bae414e869914ec5b9bc4b2f7b6dd5e5",
-        TABLE: "04a0bf64068a83ddd5b33c5ce62649e5fbb7ec0e8774865e976adb7bde4e5512",
-        REJECTS: "0dd6a42778549b11905ccdb36166858e7b940285f000c81effe215ff568f0af9",
-    },
-}
+#: The code before test sets and the static baseline had kinds.
+BEFORE_KIND_TESTSETS = "b2ff57e"
 
 
 def test_default_testsets_and_fixed_snr_are_byte_identical_to_the_stores_before_the_kinds(tmp_path):
+    """The default test sets (an unseen folder) and Fixed-SNR mixes (--metrics stoi, 2
+    utterances per shard) as audio: the same shards, table, rejects and manifest as the code
+    before they had kinds writes on this machine."""
     msp, musan = make_tiny_corpus(tmp_path)
     unseen = _unseen_folder(tmp_path / "unseen")
-    for mixes, expected in BEFORE_KIND_TESTSETS.items():
-        out = tmp_path / mixes
-        _stage("testsets", msp, musan, out, "--mixes", mixes, "--unseen-root", str(unseen), "--unseen-layout", "folder")
-        _stage("fixed-snr", msp, musan, out, "--mixes", mixes)
-        store = out / "msp"
-        found = {p.name: _digest(p) for p in sorted((store / "shards").glob("*.tar"))}
-        found.update({name: _digest(store / name) for name in (TABLE, REJECTS)})
-        if MANIFEST in expected:
-            manifest = json.loads((store / MANIFEST).read_text())
-            manifest.pop("versions")
-            found[MANIFEST] = hashlib.sha256(json.dumps(manifest, sort_keys=True).replace(str(tmp_path), "ROOT")
-                                             .encode()).hexdigest()
-        assert found == expected, mixes
-        assert "kind" not in pq.read_schema(store / TABLE).names
-        assert {r["subset"] for r in _rows(store)} - set(SOURCE_SUBSETS) == {"clean", "test_snr0", "test_snr5", "test_snr10", "test_unseen",
-                                                       "fixed_snr"}
+    common = ["--corpus", "msp", "--root", str(msp), "--noise-root", str(musan), "--utts-per-shard", "2", "--jobs", "1",
+              "--quiet", "--metrics", "stoi", "--mixes", "audio"]
+    testsets = ["testsets", *common, "--unseen-root", str(unseen), "--unseen-layout", "folder"]
+    for stage in (testsets, ["fixed-snr", *common]):
+        prep_at(BEFORE_KIND_TESTSETS, [*stage, "--out", str(tmp_path / "before")], tmp_path)
+    _stage("testsets", msp, musan, tmp_path / "now", "--mixes", "audio", "--unseen-root", str(unseen),
+           "--unseen-layout", "folder")
+    _stage("fixed-snr", msp, musan, tmp_path / "now", "--mixes", "audio")
+    before, now = tmp_path / "before" / "msp", tmp_path / "now" / "msp"
+    assert store_digests(now, tmp_path / "now") == store_digests(before, tmp_path / "before")
+    assert "kind" not in pq.read_schema(now / TABLE).names
+    assert {r["subset"] for r in _rows(now)} - set(SOURCE_SUBSETS) == {"clean", "test_snr0", "test_snr5", "test_snr10",
+                                                                      "test_unseen", "fixed_snr"}
 
 
 # --- a store of every kind: superset, test sets per kind, the static baseline ----------------
