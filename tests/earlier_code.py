@@ -1,10 +1,11 @@
 """Build a store with the project's code as it was at an earlier commit, to compare today's
 build with it byte for byte on the machine the tests run on.
 
-Why not pinned digests: a mix's last bits, so its FLAC and JSON members, depend on the CPU
-numpy runs on (float64 exp/log go through other kernels on an AVX-512 machine than on an
-AVX2 one), so digests recorded on one machine are not the bytes another builds, with any
-version of the code. Built here by both versions of the code, the two stores must agree.
+Why not pinned digests: a mix's last bits, so its FLAC and JSON members, depend on the
+machine numpy and its BLAS run on (they pick kernels by CPU features), so digests recorded
+on one machine are not the bytes another builds. Seen: digests pinned on an earlier machine
+failed on an AVX2 one without AVX-512 for the earlier code and today's alike, while the two
+builds agreed there. Built here by both versions of the code, the two stores must agree.
 
 The earlier code is taken from the repository's history (``git archive``) and run in a
 subprocess with the same interpreter and packages. Without git or that history (a source
