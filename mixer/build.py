@@ -40,7 +40,7 @@ from shards.errors import InputError
 from shards.metrics import MetricSpec, adopt, metric_specs
 from shards.vocab import (
     BABBLE_KEY_PREFIX, BABBLE_SUBSET, NOISE_EXT, NOISE_SUBSET, RECIPE_LAYOUT, RIR_EXT, RIR_SUBSET, SAMPLE_RATE,
-    SHARDS_DIR, noise_key, rir_key, rows_relpath, shard_path, shard_relpath,
+    NOISE_SOURCES, SHARDS_DIR, noise_key, rir_key, rows_relpath, shard_path, shard_relpath,
 )
 from shards.writer import ShardWriter, encode_flac, encode_json, encode_npy, encode_wav_pcm16
 
@@ -95,12 +95,10 @@ def read_noise(spec: MixSpec, num_samples: int) -> tuple[np.ndarray, int]:
     return fit_noise(segment, num_samples), offset
 
 
-def stored_noise_stretch(store: Path, stage: str, noise_index: dict, spec: MixSpec,
-                         num_samples: int) -> tuple[np.ndarray, int]:
-    """A recipe part's noise stretch for one mix: cut from the 16-bit noise its stage stored
-    (exactly what every reader mixes with), at the offset an audio build would use."""
-    key = noise_key(stage, spec.noise_type, spec.noise_id)
-    location = noise_index.get(key)
+def stored_noise_stretch(store: Path, noise_index: dict, spec: MixSpec, num_samples: int) -> tuple[np.ndarray, int]:
+    """A recipe part's noise stretch for one mix: cut from the 16-bit noise the store holds
+    for it (exactly what every reader mixes with), at the offset an audio build would use."""
+    location = noise_index.get((spec.noise_type, spec.noise_id))
     if location is None:
         raise MixError(f"noise {spec.noise_id} was not stored (see rejects.csv)")
     pcm = stored_noise(store, location)
@@ -213,7 +211,7 @@ def _build_recipe_part(store: Path, task: ShardTask, owner: str | None, noise_in
     rows: list[dict] = []
     rejects: list[dict] = []
     _test_sigkill(task)
-    noise = lambda spec, n: stored_noise_stretch(store, task.stage, noise_index, spec, n)  # noqa: E731
+    noise = lambda spec, n: stored_noise_stretch(store, noise_index, spec, n)  # noqa: E731
     sources = MixSources(noise, lambda ref: stored_rir_of(store, noise_index, ref),
                          lambda ref: stored_babble_of(store, noise_index, ref))
     for job in task.jobs:
@@ -222,41 +220,38 @@ def _build_recipe_part(store: Path, task: ShardTask, owner: str | None, noise_in
             rows.append({**fields, "key": key, "shard": rows_relpath(task.name), "flac_offset": -1, "flac_size": -1,
                          "json_offset": -1, "json_size": -1})
     _check_owner(store, owner, task.name)
-    write_json_atomic(st.rows_path(store, task.name), st.recipe_rows_document(task, rows, rejects))
+    write_json_atomic(st.rows_path(store, task.name), st.recipe_rows_document(task, rows, rejects), compact=True)
     return _result(task, rows, rejects, started)
 
 
 def _build_noise_shard(store: Path, task: NoiseShardTask, owner: str | None) -> dict:
-    """A recipe store's noise: each file decoded whole, resampled to 16 kHz and put on the
-    16-bit grid (scaled as a whole where it would clip), stored as a PCM_16 WAV member."""
+    """One noise of a recipe store: the file decoded whole, resampled to 16 kHz and put on
+    the 16-bit grid (scaled as a whole where it would clip), a PCM_16 WAV member keyed by
+    its content id."""
     import soundfile as sf
 
     started = time.perf_counter()
-    writer = ShardWriter(shard_path(store, task.name))
-    rows: list[dict] = []
-    rejects: list[dict] = []
     converted = 0
-    try:
-        for kind, noise_id, path in task.files:
-            _check_owner(store, owner, task.name)
-            try:
-                info = sf.info(path)
-                converted += info.samplerate != SAMPLE_RATE or info.subtype not in _EXACT_NOISE_SUBTYPES
-            except Exception:  # noqa: BLE001  (load_audio below says what is wrong with it)
-                pass
-            try:
-                wav, gain = fit_pcm16(load_audio(path, SAMPLE_RATE))
-            except AudioError as exc:
-                rejects.append({"file": exc.path, "reason": f"noise for recipes: {exc.reason}"})
-                continue
-            fields = _source_fields(task.split, NOISE_SUBSET, wav.size, gain, noise_type=kind, noise_file=noise_id)
-            rows.append(_add_member(writer, task, noise_key(task.stage, kind, noise_id), NOISE_EXT,
-                                    encode_wav_pcm16(float_to_pcm16(wav), SAMPLE_RATE), fields))
-        digest = writer.close()
-        _publish(store, task, owner, writer, digest, rows, rejects)
-    except BaseException:
-        writer.abort()
-        raise
+
+    def fill(writer: ShardWriter, rows: list[dict], rejects: list[dict]) -> None:
+        nonlocal converted
+        _check_owner(store, owner, task.name)
+        try:
+            info = sf.info(task.path)
+            converted = int(info.samplerate != SAMPLE_RATE or info.subtype not in _EXACT_NOISE_SUBTYPES)
+        except Exception:  # noqa: BLE001  (load_audio below says what is wrong with it)
+            pass
+        try:
+            wav, gain = fit_pcm16(load_audio(task.path, SAMPLE_RATE))
+        except AudioError as exc:
+            rejects.append({"file": exc.path, "reason": f"noise for recipes: {exc.reason}"})
+            return
+        fields = _source_fields(task.split, NOISE_SUBSET, wav.size, gain, noise_type=task.noise_type,
+                                noise_file=task.noise_file)
+        rows.append(_add_member(writer, task, noise_key(task.noise_id), NOISE_EXT,
+                                encode_wav_pcm16(float_to_pcm16(wav), SAMPLE_RATE), fields))
+
+    rows, rejects = _write_shard(store, task, owner, fill)
     return {**_result(task, rows, rejects, started), "converted": converted}
 
 
@@ -346,14 +341,19 @@ def _build_babble_shard(store: Path, task: BabbleShardTask, owner: str | None) -
 _EXACT_NOISE_SUBTYPES = ("PCM_16", "PCM_S8", "PCM_U8")
 
 
-def noise_index_of(store: Path, tasks: list) -> dict[str, NoiseLocation]:
-    """noise key -> where its samples lie, from the rows of a stage's (built) noise shards."""
-    index = {}
+def noise_index_of(store: Path, tasks: list, noise_sources: list[list[str]] = ()) -> dict:
+    """Where a stage's stored sources lie, from the rows of its (built) source shards: source
+    key -> location, and (noise type, noise file) -> location of the noise a recipe of that
+    name mixes with (``noise_sources``: the stage's [type, file, content id] lists)."""
+    index: dict = {}
     for task in tasks:
         if isinstance(task, SOURCE_TASKS):
             part = st.read_rows(store, task.name) or {"rows": []}
             for row in part["rows"]:
                 index[row["key"]] = NoiseLocation(row["shard"], int(row["flac_offset"]), int(row["flac_size"]))
+    for noise_type, noise_file, noise_id in noise_sources:
+        if noise_key(noise_id) in index:  # absent: the file was rejected (rejects.csv says why)
+            index[(noise_type, noise_file)] = index[noise_key(noise_id)]
     return index
 
 
@@ -652,7 +652,7 @@ def run_stage(store: Path, stage: str, tasks: list[ShardTask], stage_info: dict,
                   [t for t in pending if not isinstance(t, SOURCE_TASKS)]]
         try:
             for phase, batch in enumerate(phases):
-                noise_index = noise_index_of(store, tasks) if phase else None
+                noise_index = noise_index_of(store, tasks, stage_info.get(NOISE_SOURCES, [])) if phase else None
                 for result in _run_parallel(store, batch, jobs, backend, scheduler, owner, noise_index):
                     bar.update(result["planned"])
                     summary.shards_built += 1

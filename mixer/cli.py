@@ -29,7 +29,7 @@ from shards.cli import fail
 from shards.distortions import distortion_names
 from shards.errors import InputError
 from shards.metrics import metric_names
-from shards.vocab import AUDIO_LAYOUT, LAYOUTS, RECIPE_LAYOUT
+from shards.vocab import AUDIO_LAYOUT, LAYOUTS, NOISE_SOURCES, RECIPE_LAYOUT
 from shards.vocab import METRICS as BUILTIN_METRICS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -190,12 +190,13 @@ def _stage(name: str, stage: str, metrics_default: str, metrics_help: str = _ALL
                 fail(f"--mixes {args.mixes!r}: expected one of {', '.join(LAYOUTS)}")
             try:
                 tasks, info, rejects = plan(args, **values)
+                if args.mixes == RECIPE_LAYOUT:
+                    from mixer.plan import plan_recipe
+
+                    tasks, noise_sources = plan_recipe(tasks, stage)
+                    info = {**info, NOISE_SOURCES: noise_sources}
             except InputError as exc:
                 fail(str(exc))
-            if args.mixes == RECIPE_LAYOUT:
-                from mixer.plan import plan_recipe
-
-                tasks = plan_recipe(tasks, stage)
             _build_and_report(args.out / args.corpus, stage, tasks, info, rejects, args)
 
         parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared

@@ -15,7 +15,7 @@ from shards import store as st
 from shards.cores import usable_cores
 from shards.errors import InputError
 from shards.reader import open_store, release_process_caches
-from shards.vocab import LEVELS_DIR, RECIPE_LAYOUT, SAMPLE_RATE, SHARDS_DIR, SOURCE_SUBSETS, shard_path, shard_relpath
+from shards.vocab import LEVELS_DIR, NOISE_SOURCES, RECIPE_LAYOUT, SAMPLE_RATE, SHARDS_DIR, SOURCE_SUBSETS, shard_path, shard_relpath
 from shards.writer import ShardWriter, encode_flac, encode_json
 
 #: Keys of a rows-file row that say where a sample lies, not what it is.
@@ -73,7 +73,8 @@ def materialize(src: Path, out: Path, jobs: int = -1) -> dict:
         (out / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
         st.remove_stale_temporaries(out)
         for stage, plan in st.read_plans(src).items():
-            st.write_plan(out, stage, {**plan, "shards": [n for n in plan["shards"] if n not in noise]})
+            audio_plan = {k: v for k, v in plan.items() if k != NOISE_SOURCES}  # an audio store stores no noise
+            st.write_plan(out, stage, {**audio_plan, "shards": [n for n in plan["shards"] if n not in noise]})
         for entry in store.manifest["shards"]:
             name = entry["name"]
             if name in noise or entry.get("layout") == RECIPE_LAYOUT:

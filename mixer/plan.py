@@ -16,11 +16,12 @@ import numpy as np
 
 from mixer.records import NoiseFile, Utterance
 from shards.apportion import largest_remainder
+from shards.atomic import sha256_file
 from shards.errors import InputError
 from shards.vocab import (
     CLEAN_SUBSET, COPYPASTE_ID, COPYPASTE_MIX_SUBSET, COPYPASTE_SUBSET, EMOTIONS, FIXED_SNR_SUBSET, NEUTRAL, SAMPLE_RATE, TRAIN,
     AUDIO_LAYOUT, METRICS, NOISE_SUBSET, RECIPE_LAYOUT, RIR_SUBSET, SUPERSET_SPLITS, SUPERSET_SUBSET, UNSEEN_SUBSET,
-    rir_shard_name, shard_name, snr_subset, snr_tag, BABBLE_KEY_PREFIX, BABBLE_SUBSET, babble_shard_name,
+    noise_shard_name, rir_shard_name, shard_name, snr_subset, snr_tag, BABBLE_KEY_PREFIX, BABBLE_SUBSET, babble_shard_name,
 )
 
 
@@ -174,34 +175,6 @@ class ShardTask:
         return {m.rir.rir_id: m.rir.path for j in self.jobs for m in j.mixes if m.rir is not None}
 
 
-@dataclass(frozen=True)
-class NoiseShardTask:
-    """A recipe store's noise shard: every noise file in ``files`` (type, id, path) decoded,
-    resampled to 16 kHz and stored as 16-bit WAV, the samples its stage's recipes mix with."""
-
-    name: str
-    stage: str
-    files: tuple[tuple[str, str, str], ...]
-    inputs: tuple[tuple[str, int, int], ...] = ()
-    subset: str = NOISE_SUBSET
-    metrics: tuple[str, ...] = ()
-    layout: str = RECIPE_LAYOUT
-
-    @property
-    def split(self) -> str:
-        return self.stage  # a noise row's split names the stage whose recipes use it
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.files)
-
-    def input_paths(self) -> list[str]:
-        return sorted({path for _, _, path in self.files})
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(repr(self).encode()).hexdigest()
-
-
 class _OneFileSource:
     """A source shard of one file (``path``), stored once per store under its content id."""
 
@@ -213,6 +186,29 @@ class _OneFileSource:
 
     def input_paths(self) -> list[str]:
         return [self.path]
+
+
+@dataclass(frozen=True)
+class NoiseShardTask(_OneFileSource):
+    """A recipe store's noise: one noise file decoded whole, resampled to 16 kHz and stored as
+    16-bit WAV, the samples every recipe that names it mixes with. Named by the content id of
+    the file, so the stages that use it share one copy; its row names the file as the stage
+    that stored it first listed it."""
+
+    name: str
+    noise_id: str  # content id: sha256 of the file's bytes, 16 hex digits (noise_content_id)
+    noise_type: str
+    noise_file: str
+    path: str
+    inputs: tuple[tuple[str, int, int], ...] = ()
+    subset: str = NOISE_SUBSET
+    split: str = NOISE_SUBSET
+    metrics: tuple[str, ...] = ()
+    layout: str = RECIPE_LAYOUT
+
+    def fingerprint(self) -> str:
+        # the content id names the bytes; where the file lay and what a stage calls it do not change them
+        return hashlib.sha256(f"{self.name}|{self.noise_id}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -260,29 +256,38 @@ class BabbleShardTask(_OneFileSource):
 #: The tasks that store what recipes mix from (built before the recipe parts that read it).
 SOURCE_TASKS = (NoiseShardTask, RirShardTask, BabbleShardTask)
 
-#: Noise files per noise shard of a recipe store, and the most 16 kHz samples one holds
-#: (about 64 MiB of 16-bit samples: a MUSAN-sized set makes about 90 shards).
-NOISE_FILES_PER_SHARD = 64
-NOISE_SAMPLES_PER_SHARD = 32 * 2**20
+def noise_content_id(path: str) -> str:
+    """A noise file's content id: sha256 of its bytes, 16 hex digits. Read once per recipe
+    stage (about 1.4 GB/s here: a MUSAN-sized noise and music set in seconds)."""
+    try:
+        return sha256_file(path)[:16]
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read this noise file ({exc.strerror or exc})") from None
 
 
-def plan_recipe(tasks: list[ShardTask], stage: str) -> list:
-    """A stage's tasks stored as recipes: its noise shards (every noise file its mixes use,
-    sorted by type and id, in shards of at most NOISE_FILES_PER_SHARD files or
-    NOISE_SAMPLES_PER_SHARD samples) first, then its tasks, those with mixes as recipe parts
-    of ``stage``. Clean tasks stay as they are."""
+def plan_recipe(tasks: list[ShardTask], stage: str) -> tuple[list, list[list[str]]]:
+    """A stage's tasks stored as recipes, and the noise its recipes mix with.
+
+    Tasks: one noise shard per distinct noise content its mixes use (sorted by content id),
+    its RIR and babble shards, then its tasks, those with mixes as recipe parts of ``stage``;
+    clean tasks stay as they are. The noise, RIR and babble shards are named by content, so a
+    stage finds those an earlier stage stored complete and the store holds each once.
+    Noise sources: [noise type, noise file, content id] of every noise its mixes name (the
+    stage's plan and manifest entry record them: shards.vocab.NOISE_SOURCES)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     used: dict[tuple[str, str], tuple[str, int]] = {}
     for task in tasks:
         used.update(task.noise_files())
-    noise_tasks, batch, samples = [], [], 0
-    for (kind, noise_id), (path, length) in sorted(used.items()):
-        if batch and (len(batch) >= NOISE_FILES_PER_SHARD or samples + length > NOISE_SAMPLES_PER_SHARD):
-            noise_tasks.append(NoiseShardTask(shard_name(NOISE_SUBSET, stage, len(noise_tasks)), stage, tuple(batch)))
-            batch, samples = [], 0
-        batch.append((kind, noise_id, path))
-        samples += length
-    if batch:
-        noise_tasks.append(NoiseShardTask(shard_name(NOISE_SUBSET, stage, len(noise_tasks)), stage, tuple(batch)))
+    paths = sorted({path for path, _ in used.values()})
+    with ThreadPoolExecutor(max_workers=4) as pool:  # hashlib releases the GIL on large reads
+        content = dict(zip(paths, pool.map(noise_content_id, paths)))
+    noise_sources = [[kind, noise_file, content[path]] for (kind, noise_file), (path, _) in sorted(used.items())]
+    first: dict[str, NoiseShardTask] = {}
+    for kind, noise_file, noise_id in noise_sources:
+        first.setdefault(noise_id, NoiseShardTask(noise_shard_name(noise_id), noise_id, kind, noise_file,
+                                                  used[(kind, noise_file)][0]))
+    noise_tasks = [first[noise_id] for noise_id in sorted(first)]
     rirs = {m.rir.rir_id: m.rir for t in tasks for j in t.jobs for m in j.mixes if m.rir is not None}
     rir_tasks = [RirShardTask(rir_shard_name(r.rir_id), r.rir_id, r.rir_file, r.path, r.t60_s, r.drr_db)
                  for _, r in sorted(rirs.items())]
@@ -293,7 +298,7 @@ def plan_recipe(tasks: list[ShardTask], stage: str) -> list:
                                   t.speaker, t.path) for key, t in sorted(talkers.items())]
     recipe = [dataclasses.replace(t, layout=RECIPE_LAYOUT, stage=stage) if any(j.mixes for j in t.jobs) else t
               for t in tasks]
-    return noise_tasks + rir_tasks + recipe
+    return noise_tasks + rir_tasks + recipe, noise_sources
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,9 @@ from shards.errors import InputError, StoreError
 from shards.levelindex import LevelIndex, LevelMembers, find_level_index, open_level_index
 from shards.distortions import LIST_COLUMNS, Sources, additive_kinds, render_recipe
 from shards.mixing import mix_recipe
+from shards.rows import decode_rows
 from shards.vocab import (
-    MANIFEST, RECIPE_LAYOUT, STORE_FORMAT, TABLE, is_babble_shard, noise_key, rir_key, shard_path,
+    MANIFEST, RECIPE_LAYOUT, STORE_FORMAT, TABLE, is_babble_shard, noise_keys_of_stage, rir_key, shard_path,
 )
 
 #: Table columns that locate a sample's FLAC payload.
@@ -469,6 +470,9 @@ class Store:
         #: recipe parts (rows file path -> the stage whose noise they mix with)
         self._recipe_stage = {e["path"]: e["stage"] for e in entries if e.get("layout") == RECIPE_LAYOUT}
         self._sha256 = {e["path"]: e.get("sha256", "") for e in entries if "path" in e}
+        #: stage -> (noise type, noise file) -> key of the stored noise its recipes mix with
+        self._noise_keys = {stage: noise_keys_of_stage(stage, info)
+                            for stage, info in manifest.get("stages", {}).items()}
 
     @property
     def layout(self) -> str:
@@ -523,6 +527,10 @@ class Store:
             self._key_rows = _KeyRows(self._locations["key"])
         return self._key_rows.rows(keys)
 
+    def _noise_key(self, stage: str, noise_type: str, noise_file: str) -> str:
+        keys = self._noise_keys.get(stage) or noise_keys_of_stage(stage, {})
+        return keys(noise_type, noise_file)
+
     def _recipes(self, rows: pa.Table) -> tuple[pa.Table, _Recipes | None]:
         """For rows of recipe parts: the clean FLAC's location in place of their own (none),
         and their recipes; other rows as they are."""
@@ -539,7 +547,7 @@ class Store:
         with_noise = np.array([bool(f) for f in part["noise_file"].to_pylist()], dtype=bool)
         noisy = part.filter(pa.array(with_noise))
         key_of: dict[tuple[str, str, str], str] = {}  # a few hundred noise files serve every mix
-        noise_keys = [key_of.get(source) or key_of.setdefault(source, noise_key(*source))
+        noise_keys = [key_of.get(source) or key_of.setdefault(source, self._noise_key(*source))
                       for source in zip([self._recipe_stage[s] for s in noisy["shard"].to_pylist()],
                                         noisy["noise_type"].to_pylist(), noisy["noise_file"].to_pylist())]
         clean = self._resolved(utt_ids, keys, "clean utterance")
@@ -661,7 +669,7 @@ class Store:
                                             rows["json_offset"].to_pylist(), rows["json_size"].to_pylist()):
             if shard in self._recipe_stage:  # a recipe's fields are in its part's rows file
                 if shard not in parts:
-                    parts[shard] = {r["key"]: r for r in json.loads((self.path / shard).read_text())["rows"]}
+                    parts[shard] = {r["key"]: r for r in decode_rows(json.loads((self.path / shard).read_text())) or []}
                 out.append({k: v for k, v in parts[shard][key].items() if k not in _ROW_LOCATION_KEYS})
             else:
                 out.append(json.loads(self.read_member(shard, offset, size)))

@@ -34,6 +34,7 @@ from shards.atomic import TEMPORARY_GLOB, atomic_output, json_clean, sha256_file
 from shards.distortions import DISTORTION_COLUMNS, LIST_COLUMNS
 from shards.errors import InputError
 from shards.metrics import metric_specs
+from shards.rows import ROW_SHAPES, ROWS_BY_COLUMN, decode_rows, encode_rows
 from shards.vocab import (
     CLEAN_SUBSET, LEVELS_DIR, LOCK, MANIFEST, PLANS_DIR, RECIPE_LAYOUT, REJECTS, ROWS_SUFFIX, SHARD_SUFFIX,
     SHARDS_DIR, STORE_FORMAT, TABLE, rows_relpath, shard_path, shard_relpath,
@@ -87,10 +88,15 @@ def rows_path(store: Path, name: str) -> Path:
 def read_rows(store: Path, name: str) -> dict | None:
     try:
         with open(rows_path(store, name)) as f:
-            rows = json.load(f)
+            part = json.load(f)
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
-    return rows if isinstance(rows, dict) else None
+    if not isinstance(part, dict):
+        return None
+    rows = decode_rows(part)  # a recipe part's are stored by column (shards.rows)
+    if rows is None:
+        return None
+    return {**{k: v for k, v in part.items() if k not in ROWS_BY_COLUMN + ROW_SHAPES}, "rows": rows}
 
 
 def rows_sha256(rows: list[dict]) -> str:
@@ -102,10 +108,11 @@ def rows_sha256(rows: list[dict]) -> str:
 def recipe_rows_document(task, rows: list[dict], rejects: list[dict]) -> dict:
     """The rows file of a recipe part (no tar): its rows and rejects, the fingerprint of its
     task, the audio fingerprint an audio build of it has (``prep materialize`` writes that
-    one) and a digest of its rows, checked before the part counts as complete."""
+    one) and a digest of its rows, checked before the part counts as complete. The rows are
+    stored by column (:mod:`shards.rows`); :func:`read_rows` gives them back as rows."""
     return {"name": task.name, "subset": task.subset, "split": task.split, "layout": RECIPE_LAYOUT,
             "stage": task.stage, "fingerprint": task.fingerprint(), "audio_fingerprint": task.audio_fingerprint(),
-            "samples": len(rows), "metrics": list(task.metrics), "rows": rows, "rejects": rejects,
+            "samples": len(rows), "metrics": list(task.metrics), **encode_rows(rows), "rejects": rejects,
             "rows_sha256": rows_sha256(rows)}
 
 

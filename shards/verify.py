@@ -24,7 +24,7 @@ from shards.errors import InputError
 from shards.reader import ManifestError, load_manifest
 from shards.vocab import (
     MANIFEST, PLANS_DIR, RECIPE_LAYOUT, REJECTS, ROWS_SUFFIX, SHARD_SUFFIX, SHARDS_DIR, TABLE,
-    noise_key, payload_ext, rir_key, shard_relpath,
+    noise_keys_of_stage, payload_ext, rir_key, shard_relpath,
 )
 
 _REBUILD = "run the same build command again to rewrite it"
@@ -129,7 +129,7 @@ def verify_store(store: Path, progress: bool = False) -> tuple[list[str], dict]:
     rows_by_shard: dict[str, list[int]] = defaultdict(list)
     for i, shard in enumerate(table["shard"] if table else ()):
         rows_by_shard[shard].append(i)
-    problems += _check_shards(store, recorded, table, rows_by_shard, progress)
+    problems += _check_shards(store, recorded, table, rows_by_shard, progress, manifest.get("stages", {}))
     for shard, rows in rows_by_shard.items():
         problems.append(f"{TABLE}: {len(rows)} rows point at {shard}, which the manifest does not list")
     counts = {"shards": len(recorded), "samples": len(table["key"]) if table else 0, "planned_shards": len(planned)}
@@ -166,7 +166,7 @@ def _checked_table(store: Path, manifest: dict) -> tuple[dict | None, list[str]]
 
 
 def _check_shards(store: Path, recorded: dict, table: dict | None, rows_by_shard: dict[str, list[int]],
-                  progress: bool) -> list[str]:
+                  progress: bool, stages: dict) -> list[str]:
     """Every listed shard's checksum and members, and (with a trusted ``table``) that each
     of its rows finds its audio and json where the table says. A shard's rows are taken out
     of ``rows_by_shard``: a missing or damaged shard is one problem."""
@@ -189,7 +189,8 @@ def _check_shards(store: Path, recorded: dict, table: dict | None, rows_by_shard
             continue
         if entry.get("layout") == RECIPE_LAYOUT:
             if table is not None:
-                problems += _check_recipes(entry, rows, table, keys)
+                noise_key_of = noise_keys_of_stage(entry["stage"], stages.get(entry["stage"], {}))
+                problems += _check_recipes(entry, rows, table, keys, noise_key_of)
             continue
         try:
             index = tar_index(path)
@@ -222,9 +223,9 @@ def _check_rows(entry: dict, rows: list[int], table: dict, index: dict[str, tupl
     return problems
 
 
-def _check_recipes(entry: dict, rows: list[int], table: dict, keys: set[str]) -> list[str]:
+def _check_recipes(entry: dict, rows: list[int], table: dict, keys: set[str], noise_key_of) -> list[str]:
     """One recipe part's table rows: the count, and that every recipe's clean utterance and
-    noise are in the store (the noise of the part's stage)."""
+    noise are in the store (``noise_key_of(type, file)``: the key its stage names)."""
     problems = []
     if len(rows) != entry["samples"]:
         problems.append(f"{entry['path']}: {len(rows)} table rows, manifest says {entry['samples']} samples")
@@ -235,7 +236,7 @@ def _check_recipes(entry: dict, rows: list[int], table: dict, keys: set[str]) ->
             problems.append(f"{entry['path']}: the recipe of {key} needs clean utterance {utt_id}, which the store does not hold")
         noise_source = (table["noise_type"][i], table["noise_file"][i])
         if noise_source not in noise_keys:  # a few hundred noise files serve a million mixes
-            noise_keys[noise_source] = noise_key(entry["stage"], *noise_source)
+            noise_keys[noise_source] = noise_key_of(*noise_source)
         noise = noise_keys[noise_source]
         if table["noise_file"][i] and noise not in keys:
             problems.append(f"{entry['path']}: the recipe of {key} needs noise {table['noise_file'][i]} ({noise}), "

@@ -4,6 +4,7 @@ the table or a file name depends on. Defined once here; every other package impo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from shards.metrics import BUILTIN_METRICS
 
@@ -102,11 +103,34 @@ def safe_id(text: str) -> str:
     return "".join(c if (c.isalnum() or c in "-_") else "_" for c in text)
 
 
-def noise_key(stage: str, noise_type: str, noise_file: str) -> str:
-    """Key of a stored noise in a recipe store: the stage that stored it, the noise kind and
-    the noise corpus's id (``__noise__superset__music__music-fma-0001``). Characters a
-    WebDataset key cannot hold ('.', '/') become '_'."""
+def noise_key(noise_id: str) -> str:
+    """Key of a stored noise in a recipe store: its content id (``__noise__0123456789abcdef``),
+    so the stages whose mixes use the same noise share one copy."""
+    return f"__noise__{safe_id(noise_id)}"
+
+
+def noise_shard_name(noise_id: str) -> str:
+    """The shard of one stored noise: named by its content, so every stage shares it."""
+    return shard_name(NOISE_SUBSET, safe_id(noise_id), 0)
+
+
+def stage_noise_key(stage: str, noise_type: str, noise_file: str) -> str:
+    """Key of a noise as stores built before noise was stored once per store hold it: one
+    copy per stage (``__noise__superset__music__music-fma-0001``)."""
     return f"__noise__{stage}__{noise_type}__{safe_id(noise_file)}"
+
+
+#: In a recipe stage's plan and manifest entry: the noise its recipes mix with, as
+#: [noise type, noise file, content id] lists (a recipe names its noise by type and file).
+NOISE_SOURCES = "noise_sources"
+
+
+def noise_keys_of_stage(stage: str, stage_info: dict) -> Callable[[str, str], str]:
+    """(noise type, noise file) -> key of the stored noise a recipe of ``stage`` mixes with:
+    the content key its stage lists, else the stage's own copy (a store built before)."""
+    listed = {(t, f): noise_key(i) for t, f, i in stage_info.get(NOISE_SOURCES, [])}
+    return lambda noise_type, noise_file: (listed.get((noise_type, noise_file))
+                                           or stage_noise_key(stage, noise_type, noise_file))
 
 
 def rir_key(rir_id: str) -> str:

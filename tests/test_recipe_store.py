@@ -23,7 +23,7 @@ from shards.atomic import sha256_file
 from shards.errors import InputError, StoreError
 from shards.reader import open_store
 from shards.verify import verify_store
-from shards.vocab import MANIFEST, NOISE_SUBSET, REJECTS, TABLE
+from shards.vocab import MANIFEST, NOISE_SOURCES, NOISE_SUBSET, REJECTS, SOURCE_SUBSETS, TABLE
 from test_superset import make_tiny_corpus, superset_cmd
 
 runner = CliRunner()
@@ -76,10 +76,19 @@ def test_recipe_and_audio_stores_return_equal_arrays_and_metrics(pair):
         for key, x, y in zip(keys, get(audio), get(recipe)):
             assert x.dtype == y.dtype == np.float32 and np.array_equal(x, y), key
     assert recipe.read_fields(mixes) == audio.read_fields(mixes)
-    # the noise is stored once per stage, as mixed: 16 kHz 16-bit WAV
+    # the noise is stored once per store, as mixed (16 kHz 16-bit WAV), one shard per noise
+    # named by its content; each stage lists the noise its recipes name
     noise = recipe.table(filters=[("subset", "=", NOISE_SUBSET)])
-    assert sorted(set(noise["split"].to_pylist())) == ["fixed_snr", "superset", "testsets"]
-    assert noise.num_rows == 3 * 4
+    assert noise["split"].to_pylist() == [NOISE_SUBSET] * 4 and len(set(noise["key"].to_pylist())) == 4
+    assert sorted(set(noise["shard"].to_pylist())) == sorted(f"shards/noise-{k.removeprefix('__noise__')}-000000.tar"
+                                                             for k in noise["key"].to_pylist())
+    stages = recipe.manifest["stages"]
+    for stage in ("superset", "fixed_snr"):
+        listed = {(t, f): f"__noise__{i}" for t, f, i in stages[stage][NOISE_SOURCES]}
+        assert set(listed.values()) == set(noise["key"].to_pylist()), stage
+        used = {(t, f) for t, f, subset in zip(r["noise_type"].to_pylist(), r["noise_file"].to_pylist(),
+                                               r["subset"].to_pylist()) if f and subset == stage}
+        assert used and used <= set(listed), stage
 
 
 def test_decoded_clean_cache_changes_no_sample_and_keeps_its_cap(pair, monkeypatch):
@@ -160,8 +169,7 @@ def test_verify_rescore_passes_and_names_the_mix_with_an_altered_metric(pair, tm
 
 
 def _noise_shard(store: Path) -> Path:
-    entry = next(e for e in json.loads((store / MANIFEST).read_text())["shards"]
-                 if e["subset"] == NOISE_SUBSET and e["split"] == "superset")
+    entry = next(e for e in json.loads((store / MANIFEST).read_text())["shards"] if e["subset"] == NOISE_SUBSET)
     return store / entry["path"]
 
 
@@ -212,8 +220,14 @@ def test_an_interrupted_recipe_build_resumes_to_the_same_store(pair, tmp_path):
     assert "already complete" in result.output and "0 already complete" not in result.output
     resumed = json.loads((tmp_path / "msp" / MANIFEST).read_text())
     reference = json.loads((recipe_dir / MANIFEST).read_text())
-    superset = [e for e in reference["shards"] if e["stage"] == "superset"]
-    assert resumed["shards"] == superset
+    # the superset's shards (its noise, stored once, is shared with the stages built after it)
+    planned = set(json.loads((recipe_dir / "plans" / "superset.json").read_text())["shards"])
+    superset = [e for e in reference["shards"] if e["name"] in planned]
+
+    def entries(manifest_shards):  # a stored source belongs to no one stage: the manifest names the first planning it
+        return [{k: v for k, v in e.items() if not (k == "stage" and e["subset"] in SOURCE_SUBSETS)}
+                for e in manifest_shards]
+    assert entries(resumed["shards"]) == entries(superset)
     assert verify_store(tmp_path / "msp")[0] == []
     keys = _mix_keys(tmp_path / "msp")
     for x, y in zip(open_store(tmp_path / "msp").read_audio(keys), open_store(recipe_dir).read_audio(keys)):
