@@ -622,7 +622,28 @@ def package_versions() -> dict[str, str]:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = "not installed"
+    versions["cpu"] = cpu_kernels()
     return versions
+
+
+def cpu_kernels() -> str:
+    """What the CPU makes numpy and its BLAS use (``x86_64; numpy X86_V3; openblas Haswell``):
+    a mix's last bits depend on it, so the manifest records it beside the versions."""
+    import platform
+
+    parts = [platform.machine() or "unknown machine"]
+    try:
+        parts.append("numpy " + ",".join(np.show_config(mode="dicts")["SIMD Extensions"]["found"]))
+    except Exception:  # noqa: BLE001  (an older numpy without this report)
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+
+        parts += [f"{i['internal_api']} {i.get('architecture', '?')}" for i in threadpool_info()
+                  if i.get("user_api") == "blas"]
+    except Exception:  # noqa: BLE001
+        pass
+    return "; ".join(dict.fromkeys(parts))  # numpy's and scipy's BLAS are often the same kind
 
 
 def run_stage(store: Path, stage: str, tasks: list[ShardTask], stage_info: dict, prepare_rejects: list[dict],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 import shutil
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def test_a_later_stage_reuses_the_noise_an_earlier_stage_stored(tmp_path):
     _build([_fixed_snr(msp, musan, tmp_path / "recipe", "recipe")])
     assert _noise_shards(store) == stored  # the same files, not written again
     manifest = json.loads((store / "manifest.json").read_text())
+    assert manifest["versions"]["cpu"].startswith(platform.machine())  # what a mix's last bits depend on
     for stage in ("superset", "fixed_snr"):
         ids = {f"{NOISE_SUBSET}-{i}-000000.tar" for _, _, i in manifest["stages"][stage][NOISE_SOURCES]}
         assert ids <= set(stored), stage
