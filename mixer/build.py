@@ -352,8 +352,9 @@ def noise_index_of(store: Path, tasks: list, noise_sources: list[list[str]] = ()
             for row in part["rows"]:
                 index[row["key"]] = NoiseLocation(row["shard"], int(row["flac_offset"]), int(row["flac_size"]))
     for noise_type, noise_file, noise_id in noise_sources:
-        if noise_key(noise_id) in index:  # absent: the file was rejected (rejects.csv says why)
-            index[(noise_type, noise_file)] = index[noise_key(noise_id)]
+        location = index.get(noise_key(noise_id))
+        if location is not None:  # absent: the file was rejected (rejects.csv says why)
+            index[(noise_type, noise_file)] = location
     return index
 
 

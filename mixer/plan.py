@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -165,20 +166,28 @@ class ShardTask:
         so that an audio build of the same inputs finds the materialized shards complete)."""
         return hashlib.sha256(repr(self).encode()).hexdigest()
 
-    def noise_files(self) -> dict[tuple[str, str], tuple[str, int]]:
-        """(noise type, noise id) -> (path, length at 16 kHz) of every noise its mixes use."""
-        return {(m.noise_type, m.noise_id): (m.noise_path, m.noise_samples) for j in self.jobs for m in j.mixes
-                if m.noise_path}
+    def noise_files(self) -> dict[tuple[str, str], str]:
+        """(noise type, noise id) -> path of every noise file its mixes use."""
+        return {(m.noise_type, m.noise_id): m.noise_path for j in self.jobs for m in j.mixes if m.noise_path}
 
     def rir_files(self) -> dict[str, str]:
         """rir id -> path of every RIR its mixes convolve with."""
         return {m.rir.rir_id: m.rir.path for j in self.jobs for m in j.mixes if m.rir is not None}
 
 
+@dataclass(frozen=True, kw_only=True)
 class _OneFileSource:
-    """A source shard of one file (``path``), stored once per store under its content id."""
+    """A source shard of one file (``path``), stored once per store under its content id.
+    Its row's subset and split are the kind of source (``subset``, set by each kind)."""
 
-    path: str
+    subset: ClassVar[str]
+    inputs: tuple[tuple[str, int, int], ...] = ()
+    metrics: tuple[str, ...] = ()
+    layout: str = RECIPE_LAYOUT
+
+    @property
+    def split(self) -> str:
+        return self.subset
 
     @property
     def num_samples(self) -> int:
@@ -195,16 +204,12 @@ class NoiseShardTask(_OneFileSource):
     the file, so the stages that use it share one copy; its row names the file as the stage
     that stored it first listed it."""
 
+    subset: ClassVar[str] = NOISE_SUBSET
     name: str
     noise_id: str  # content id: sha256 of the file's bytes, 16 hex digits (noise_content_id)
     noise_type: str
     noise_file: str
     path: str
-    inputs: tuple[tuple[str, int, int], ...] = ()
-    subset: str = NOISE_SUBSET
-    split: str = NOISE_SUBSET
-    metrics: tuple[str, ...] = ()
-    layout: str = RECIPE_LAYOUT
 
     def fingerprint(self) -> str:
         # the content id names the bytes; where the file lay and what a stage calls it do not change them
@@ -216,17 +221,13 @@ class RirShardTask(_OneFileSource):
     """A recipe store's RIR shard: one RIR (channel 0 at 16 kHz, float32, as every mix
     convolves with it), named by its content id, so the stages that use it share it."""
 
+    subset: ClassVar[str] = RIR_SUBSET
     name: str
     rir_id: str
     rir_file: str
     path: str
     t60_s: float
     drr_db: float
-    inputs: tuple[tuple[str, int, int], ...] = ()
-    subset: str = RIR_SUBSET
-    split: str = RIR_SUBSET
-    metrics: tuple[str, ...] = ()
-    layout: str = RECIPE_LAYOUT
 
     def fingerprint(self) -> str:
         # the content id names the bytes; where the file lay does not change them
@@ -238,15 +239,11 @@ class BabbleShardTask(_OneFileSource):
     """A recipe store's babble recording (``--babble-root``): its 16 kHz 16-bit samples, as
     every babble mixes them, stored as FLAC under its content key, so the stages share it."""
 
+    subset: ClassVar[str] = BABBLE_SUBSET
     name: str
     babble_id: str
     babble_file: str
     path: str
-    inputs: tuple[tuple[str, int, int], ...] = ()
-    subset: str = BABBLE_SUBSET
-    split: str = BABBLE_SUBSET
-    metrics: tuple[str, ...] = ()
-    layout: str = RECIPE_LAYOUT
 
     def fingerprint(self) -> str:
         # the content id names the bytes; where the file lay does not change them
@@ -276,17 +273,19 @@ def plan_recipe(tasks: list[ShardTask], stage: str) -> tuple[list, list[list[str
     stage's plan and manifest entry record them: shards.vocab.NOISE_SOURCES)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    used: dict[tuple[str, str], tuple[str, int]] = {}
+    used: dict[tuple[str, str], str] = {}
     for task in tasks:
         used.update(task.noise_files())
-    paths = sorted({path for path, _ in used.values()})
+    paths = sorted(set(used.values()))
     with ThreadPoolExecutor(max_workers=4) as pool:  # hashlib releases the GIL on large reads
         content = dict(zip(paths, pool.map(noise_content_id, paths)))
-    noise_sources = [[kind, noise_file, content[path]] for (kind, noise_file), (path, _) in sorted(used.items())]
-    first: dict[str, NoiseShardTask] = {}
-    for kind, noise_file, noise_id in noise_sources:
-        first.setdefault(noise_id, NoiseShardTask(noise_shard_name(noise_id), noise_id, kind, noise_file,
-                                                  used[(kind, noise_file)][0]))
+    noise_sources: list[list[str]] = []
+    first: dict[str, NoiseShardTask] = {}  # a content stored under the first name listing it
+    for (kind, noise_file), path in sorted(used.items()):
+        noise_id = content[path]
+        noise_sources.append([kind, noise_file, noise_id])
+        if noise_id not in first:
+            first[noise_id] = NoiseShardTask(noise_shard_name(noise_id), noise_id, kind, noise_file, path)
     noise_tasks = [first[noise_id] for noise_id in sorted(first)]
     rirs = {m.rir.rir_id: m.rir for t in tasks for j in t.jobs for m in j.mixes if m.rir is not None}
     rir_tasks = [RirShardTask(rir_shard_name(r.rir_id), r.rir_id, r.rir_file, r.path, r.t60_s, r.drr_db)

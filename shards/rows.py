@@ -34,13 +34,9 @@ def encode_rows(rows: list[dict]) -> dict:
     """The ``fields``/``constant``/``columns`` of ``rows``. Rows with other fields than the
     first (a reverb row's RIR fields beside a noise row's) add ``shapes`` (each distinct field
     list) and ``shape`` (each row's index in it); a field a row lacks is null in its column."""
-    shapes: list[list[str]] = []
-    shape: list[int] = []
-    for row in rows:
-        names = list(row)
-        if names not in shapes:
-            shapes.append(names)
-        shape.append(shapes.index(names) if len(shapes) > 1 else 0)
+    index_of: dict[tuple[str, ...], int] = {}  # field list -> its index in shapes
+    shape = [index_of.setdefault(tuple(row), len(index_of)) for row in rows]
+    shapes = [list(names) for names in index_of]
     fields = list(dict.fromkeys(name for names in shapes for name in names))
     constant, columns = {}, {}
     for name in fields:

@@ -29,6 +29,7 @@ from shards.store import read_rows
 from shards.verify import verify_store
 from shards.vocab import NOISE_SOURCES, NOISE_SUBSET, TABLE
 from test_distortions import assert_materializes_as_the_audio_build
+from test_recipe_store import _stage_cmds
 from test_superset import SR, make_tiny_corpus, superset_cmd
 
 runner = CliRunner()
@@ -39,8 +40,7 @@ NOISE_PER_STAGE = "b2ff57e"
 
 
 def _fixed_snr(msp: Path, musan: Path, out: Path, mixes: str) -> list[str]:
-    return ["fixed-snr", "--corpus", "msp", "--root", str(msp), "--noise-root", str(musan), "--out", str(out),
-            "--utts-per-shard", "2", "--quiet", "--jobs", "1", "--mixes", mixes]
+    return _stage_cmds(msp, musan, out, mixes)[1]
 
 
 def _build(cmds: list[list[str]]) -> None:
